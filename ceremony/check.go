@@ -86,16 +86,16 @@ func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
 	}
 	plain, err := decryptArmored(checkFile, ids[0].id)
 	if err != nil {
-		return nil, fmt.Errorf("%s: the identity of %q does not open its check token: %v", e.Check.File, e.Name, err)
+		return nil, fmt.Errorf("%s: the identity of %q does not open its check token: %v", lm.path(e.Check.File), e.Name, err)
 	}
 	tok, err := shares.ParseCheckToken(plain)
 	clear(plain)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", e.Check.File, err)
+		return nil, fmt.Errorf("%s: %v", lm.path(e.Check.File), err)
 	}
 	defer tok.Wipe()
 	if tok.CeremonyID != lm.CeremonyID || tok.Generation != lm.Generation || tok.Custodian != e.Name || tok.ValueSHA256() != e.Check.ValueSHA256 {
-		return nil, fmt.Errorf("%s: the check token does not match the signed manifest", e.Check.File)
+		return nil, fmt.Errorf("%s: the check token does not match the signed manifest", lm.path(e.Check.File))
 	}
 	// The share file is only hashed, never decrypted.
 	shareFile, err := lm.readListed(e.Share.File, e.Share.FileSHA256)

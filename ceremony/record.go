@@ -17,8 +17,9 @@ func loadRoster(path, expectSHA256 string, rehearsal bool) ([]byte, *shares.Rost
 	if err != nil {
 		return nil, nil, fmt.Errorf("roster: %w", err)
 	}
-	if sum := shares.FileSHA256(b); expectSHA256 != "" && sum != expectSHA256 {
-		return nil, nil, fmt.Errorf("%w: roster %s has SHA-256 %s, the minutes say %s; use the roster the witnesses recorded", ErrPin, path, sum, expectSHA256)
+	// The roster's own SHA-256 is not shown on a mismatch, so that it cannot be copied from the screen.
+	if expectSHA256 != "" && shares.FileSHA256(b) != expectSHA256 {
+		return nil, nil, fmt.Errorf("%w: the SHA-256 of roster %s is not the one in the minutes; use the roster the witnesses recorded", ErrPin, path)
 	}
 	r, err := parseRoster(path, b, rehearsal)
 	return b, r, err
@@ -77,14 +78,17 @@ func loadManifest(dir, expectKey string, rehearsal bool) (*loadedManifest, error
 	return &loadedManifest{Manifest: m, dir: dir, file: b}, nil
 }
 
+// path returns the path of a file of the record.
+func (lm *loadedManifest) path(rel string) string { return filepath.Join(lm.dir, rel) }
+
 // readListed reads a file the manifest lists and checks its SHA-256 against the signed value.
 func (lm *loadedManifest) readListed(rel, wantSHA256 string) ([]byte, error) {
-	b, err := readSmall(filepath.Join(lm.dir, rel))
+	b, err := readSmall(lm.path(rel))
 	if err != nil {
 		return nil, err
 	}
 	if shares.FileSHA256(b) != wantSHA256 {
-		return nil, fmt.Errorf("%s: its SHA-256 differs from the signed manifest; the file was changed or replaced", filepath.Join(lm.dir, rel))
+		return nil, fmt.Errorf("%s: its SHA-256 differs from the signed manifest; the file was changed or replaced", lm.path(rel))
 	}
 	return b, nil
 }

@@ -170,14 +170,15 @@ func (m *Manifest) ManifestKeyFingerprint() (string, error) {
 	return ManifestKeyFingerprint(m.ManifestKey)
 }
 
-// CheckPin compares the manifest key with the fingerprint from the minutes.
+// CheckPin compares the manifest key with the fingerprint from the minutes. On a mismatch the error does
+// not show the manifest's own fingerprint, so that an operator cannot copy it from the screen.
 func (m *Manifest) CheckPin(expected string) error {
 	fp, err := m.ManifestKeyFingerprint()
 	if err != nil {
 		return err
 	}
 	if fp != expected {
-		return fmt.Errorf("manifest: %w: it is %s, the minutes say %s", ErrManifestKeyPin, fp, expected)
+		return fmt.Errorf("manifest: %w in the minutes", ErrManifestKeyPin)
 	}
 	return nil
 }

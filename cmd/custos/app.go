@@ -63,7 +63,8 @@ Exit status: 0 success, 1 failure, 2 usage or ambiguity.`,
 	return root
 }
 
-// warn prints the process warnings once, for commands that handle secrets.
+// warn prints the process warnings after a flow that handled secrets has succeeded; a failure prints
+// only its one error line.
 func (a *app) warn() {
 	for _, w := range a.warnings {
 		fmt.Fprintf(a.stderr, "custos: warning: %s\n", w)

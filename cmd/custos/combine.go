@@ -30,11 +30,11 @@ native age X25519 identities (-i, repeatable); custos never runs age plugins.`,
 			if o.ExpectManifestKey, err = a.pinned(o.ExpectManifestKey, "expect-manifest-key", "the manifest key fingerprint", o.Rehearsal); err != nil {
 				return err
 			}
-			a.warn()
 			res, err := ceremony.Combine(o)
 			if err != nil {
 				return err
 			}
+			a.warn()
 			if asJSON {
 				return a.printJSON(res)
 			}

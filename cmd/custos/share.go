@@ -31,11 +31,11 @@ signed manifest lists, without decrypting the share. Writes a receipt (-o) that 
 			if o.ExpectManifestKey, err = a.pinned(o.ExpectManifestKey, "expect-manifest-key", "the manifest key fingerprint", o.Rehearsal); err != nil {
 				return err
 			}
-			a.warn()
 			rc, err := ceremony.ShareCheck(o)
 			if err != nil {
 				return err
 			}
+			a.warn()
 			if asJSON {
 				return a.printJSON(rc)
 			}

@@ -44,12 +44,12 @@ terminal) and the secret is generated (--generate); --secret-file is for rehears
 					return fmt.Errorf("secret file %s is %d bytes; custos splits AES keys of 16, 24 or 32 bytes", secretFile, len(o.Secret))
 				}
 			}
-			a.warn()
 			o.Deviations = a.deviations()
 			res, err := ceremony.Split(o)
 			if err != nil {
 				return err
 			}
+			a.warn()
 			if asJSON {
 				return a.printJSON(res)
 			}

@@ -38,7 +38,7 @@ func Apply() []string {
 		_ = unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim)
 	}
 	if lim.Cur != unix.RLIM_INFINITY && lim.Cur < minLockLimit {
-		return append(warnings, fmt.Sprintf("memory not locked: RLIMIT_MEMLOCK is %d bytes; raise it (ulimit -l unlimited, or run as root) so secrets cannot reach swap", lim.Cur))
+		return append(warnings, fmt.Sprintf("memory not locked: RLIMIT_MEMLOCK is %d bytes; raise it (ulimit -l unlimited, or grant CAP_IPC_LOCK) so secrets cannot reach swap", lim.Cur))
 	}
 	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
 		warnings = append(warnings, fmt.Sprintf("memory not locked: mlockall: %v", err))
