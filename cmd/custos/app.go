@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,8 @@ import (
 type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	warnings       []string // process hygiene that could not be applied; flows record them
+	openTTY        func() (*os.File, error) // the terminal for typed entries
+	warnings       []string                 // process hygiene that could not be applied; flows record them
 }
 
 // usageError marks errors of the command line itself (exit status 2).
@@ -39,10 +41,20 @@ func (a *app) execute(args []string) int {
 	msg = strings.TrimPrefix(msg, "usage: ")
 	fmt.Fprintf(a.stderr, "custos: %s\n", msg)
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, ceremony.ErrUsage) {
+	if errors.As(err, &ue) || errors.Is(err, ceremony.ErrUsage) || isCobraUsage(msg) {
 		return 2
 	}
 	return 1
+}
+
+// isCobraUsage recognises the command-line errors cobra makes itself, which carry no type.
+func isCobraUsage(msg string) bool {
+	for _, p := range []string{"unknown command ", "required flag(s) "} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *app) rootCmd() *cobra.Command {

@@ -13,6 +13,8 @@ func main() {
 
 // run executes one command line and returns the exit status: 0 success, 1 failure, 2 usage or ambiguity.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, openTTY: func() (*os.File, error) {
+		return os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	}}
 	return a.execute(args)
 }

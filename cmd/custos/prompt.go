@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"golang.org/x/term"
@@ -18,7 +17,7 @@ func (a *app) pinned(flagValue, flagName, what string, rehearsal bool) (string, 
 	if flagValue != "" || rehearsal {
 		return flagValue, nil
 	}
-	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	tty, err := a.openTTY()
 	if err != nil {
 		return "", fmt.Errorf("%w: --%s is required: %s from the minutes (or run on a terminal to type it)", ceremony.ErrUsage, flagName, what)
 	}
