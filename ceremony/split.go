@@ -125,12 +125,32 @@ func Split(o SplitOptions) (*SplitResult, error) {
 	}, nil
 }
 
-// writeShares splits secret among the roster, encrypts each envelope and check token to its custodian
-// (in parallel: X25519 and card-less recipients are CPU-bound) and fills m's custodian entries.
+// sealedFiles are one custodian's share file and check file.
+type sealedFiles struct{ share, check []byte }
+
+// writeShares seals the shares and writes them into the output directory.
 func writeShares(out *fsx.Dir, m *shares.Manifest, roster *shares.Roster, recipients []age.Recipient, secret []byte) error {
-	split, err := shares.Split(secret, len(roster.Custodians), roster.Threshold)
+	files, err := sealShares(m, roster, recipients, secret)
 	if err != nil {
 		return err
+	}
+	for i, e := range m.Custodians {
+		if err := out.WriteFile(e.Share.File, files[i].share); err != nil {
+			return err
+		}
+		if err := out.WriteFile(e.Check.File, files[i].check); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sealShares splits secret among the roster, encrypts each envelope and check token to its custodian
+// (in parallel: encryption to many recipients is CPU-bound) and fills m's custodian entries.
+func sealShares(m *shares.Manifest, roster *shares.Roster, recipients []age.Recipient, secret []byte) ([]sealedFiles, error) {
+	split, err := shares.Split(secret, len(roster.Custodians), roster.Threshold)
+	if err != nil {
+		return nil, err
 	}
 	defer func() {
 		for i := range split {
@@ -138,8 +158,7 @@ func writeShares(out *fsx.Dir, m *shares.Manifest, roster *shares.Roster, recipi
 		}
 	}()
 	m.Custodians = make([]shares.Entry, len(roster.Custodians))
-	type files struct{ share, check []byte }
-	results := make([]files, len(roster.Custodians))
+	results := make([]sealedFiles, len(roster.Custodians))
 	errs := make([]error, len(roster.Custodians))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
@@ -149,23 +168,16 @@ func writeShares(out *fsx.Dir, m *shares.Manifest, roster *shares.Roster, recipi
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			entry, share, check, err := sealFor(m, member, recipients[i], split[i])
-			m.Custodians[i], results[i], errs[i] = entry, files{share, check}, err
+			m.Custodians[i], results[i], errs[i] = entry, sealedFiles{share, check}, err
 		}()
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return fmt.Errorf("custodian %q: %w", roster.Custodians[i].Name, err)
-		}
-		e := m.Custodians[i]
-		if err := out.WriteFile(e.Share.File, results[i].share); err != nil {
-			return err
-		}
-		if err := out.WriteFile(e.Check.File, results[i].check); err != nil {
-			return err
+			return nil, fmt.Errorf("custodian %q: %w", roster.Custodians[i].Name, err)
 		}
 	}
-	return nil
+	return results, nil
 }
 
 // sealFor makes one custodian's share file and check file and their manifest entry.
