@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	filippo.io/age v1.3.2 // indirect
 	filippo.io/hpke v0.4.0 // indirect
+	filippo.io/nistec v0.0.4 // indirect
 	github.com/go-piv/piv-go/v2 v2.6.0 // indirect
 	github.com/hashicorp/vault v1.21.4 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
