@@ -56,6 +56,11 @@ func ParseStub(s string) (Stub, error) {
 	if name != pluginName {
 		return Stub{}, fmt.Errorf("card: %w: Bech32 prefix names plugin %q, want %q", ErrMalformedIdentity, name, pluginName)
 	}
+	return parseStubPayload(data)
+}
+
+// parseStubPayload parses the Bech32 payload of an AGE-PLUGIN-YUBIKEY-1… identity.
+func parseStubPayload(data []byte) (Stub, error) {
 	if len(data) < stubSize {
 		return Stub{}, fmt.Errorf("card: %w: payload is %d bytes, want %d (serial, slot, tag)", ErrMalformedIdentity, len(data), stubSize)
 	}
