@@ -313,7 +313,9 @@ func TestPluginProtocolGoClient(t *testing.T) {
 		RequestValue: func(name, prompt string, secret bool) (string, error) {
 			return "", errors.New("no PIN in this test")
 		},
-		Confirm:   func(name, prompt, yes, no string) (bool, error) { return false, errors.New("no confirmation in this test") },
+		Confirm: func(name, prompt, yes, no string) (bool, error) {
+			return false, errors.New("no confirmation in this test")
+		},
 		WaitTimer: func(name string) {},
 	}
 	key := katKey()
