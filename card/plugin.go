@@ -27,8 +27,11 @@ type PluginUI interface {
 	PIN(serial uint32, prompt string) ([]byte, error)
 }
 
-// OpenedSlot is a card slot opened for decryption.
+// OpenedSlot is a card slot opened by a CardOpener.
 type OpenedSlot interface {
+	// ECDH runs on the card. It is called only for a stanza carrying the key's tag, so the PIN (when
+	// the slot's PIN policy needs it) is best verified here, at the first call, through the PluginUI
+	// the opener was given, and the user told to touch the card when its touch policy needs it.
 	KeyExchanger
 	// PublicKey returns the slot's P-256 public key as the card reports it.
 	PublicKey() *ecdh.PublicKey
@@ -36,18 +39,19 @@ type OpenedSlot interface {
 	Close() error
 }
 
-// CardOpener opens the slot a stub names on the card with the stub's serial, verifying the PIN when
-// the slot's PIN policy needs it (through ui.PIN) and telling the user to touch the card when its
-// touch policy needs it. The plugin checks the returned public key against the stub's tag. It is
-// called at most once per identity in a plugin run, and only when a file has a stanza carrying the
-// identity's tag.
+// CardOpener opens the slot a stub names on the card with the stub's serial and reads the slot's
+// public key; the plugin checks that key against the stub's tag. It is called at most once per
+// identity in a plugin run: in identity-v1 only when a file has a stanza carrying the identity's tag,
+// in recipient-v1 when the identity is used as a recipient (age -e -i), where no ECDH follows. Several
+// identities may name slots of one card, so an opener shares one connection per card.
 type CardOpener func(stub Stub, ui PluginUI) (OpenedSlot, error)
 
 // RunPlugin is custos invoked as age-plugin-yubikey: it serves the age plugin protocol's recipient-v1
-// state machine (piv-p256 stanzas for age1yubikey1… recipients) and its identity-v1 state machine
-// (piv-p256 and p256tag stanzas opened on the cards that AGE-PLUGIN-YUBIKEY-1… identities name,
-// through open). args are the arguments after the program name; getenv reads the environment
-// (CUSTOS_SIM_DIR, CUSTOS_PIN). It returns the process exit code.
+// state machine (piv-p256 stanzas for age1yubikey1… recipients, and for AGE-PLUGIN-YUBIKEY-1…
+// identities used as recipients) and its identity-v1 state machine (piv-p256 and p256tag stanzas
+// opened on the cards that AGE-PLUGIN-YUBIKEY-1… identities name). Cards are reached only through
+// open. args are the arguments after the program name; getenv reads the environment (CUSTOS_SIM_DIR,
+// CUSTOS_PIN). It returns the process exit code.
 func RunPlugin(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string, open CardOpener) int {
 	p, err := plugin.New(pluginName)
 	if err != nil {
@@ -68,6 +72,11 @@ func RunPlugin(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 	}
 	p.SetIO(stdin, stdout, stderr)
 
+	ui := &pluginUI{p: p, getenv: getenv, pinFile: *pinFile}
+	defer ui.wipe()
+	cards := &pluginCards{open: open, ui: ui}
+	defer cards.close(stderr)
+
 	p.HandleRecipient(func(data []byte) (age.Recipient, error) {
 		r, err := newRecipientFromPoint(data)
 		if err != nil {
@@ -75,38 +84,43 @@ func RunPlugin(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 		}
 		return r, nil
 	})
-
-	ui := &pluginUI{p: p, getenv: getenv, pinFile: *pinFile}
-	defer ui.wipe()
-	var opened []OpenedSlot
-	defer func() {
-		for _, s := range opened {
-			if err := s.Close(); err != nil {
-				fmt.Fprintf(stderr, "%s: closing the card: %v\n", PluginBinary, err)
-			}
+	p.HandleIdentityAsRecipient(func(data []byte) (age.Recipient, error) {
+		stub, err := parseStubPayload(data)
+		if err != nil {
+			return nil, err
 		}
-	}()
+		id, err := cards.identity(stub)
+		if err != nil {
+			return nil, err
+		}
+		return id.Recipient(), nil
+	})
 	p.HandleIdentity(func(data []byte) (age.Identity, error) {
 		stub, err := parseStubPayload(data)
 		if err != nil {
 			return nil, err
 		}
-		return &stubIdentity{stub: stub, open: func() (*Identity, error) {
-			slot, err := open(stub, ui)
-			if err != nil {
-				// Not prefixed "card:": what the opener and ui.PIN return says where it comes from.
-				return nil, fmt.Errorf("YubiKey %d slot 0x%02x: %w", stub.Serial, stub.Slot, err)
-			}
-			opened = append(opened, slot)
-			return stubCardIdentity(stub, slot)
-		}}, nil
+		return &stubIdentity{stub: stub, cards: cards}, nil
 	})
-
 	return p.Main()
 }
 
-// stubCardIdentity is the identity of an opened slot, provided its key is the one the stub names.
-func stubCardIdentity(stub Stub, slot OpenedSlot) (*Identity, error) {
+// pluginCards are the card slots a plugin run opened, each once.
+type pluginCards struct {
+	open   CardOpener
+	ui     PluginUI
+	opened []OpenedSlot
+}
+
+// identity opens the slot a stub names and returns its identity, provided the slot holds the key the
+// stub's tag names.
+func (c *pluginCards) identity(stub Stub) (*Identity, error) {
+	slot, err := c.open(stub, c.ui)
+	if err != nil {
+		// Not prefixed "card:": what the opener and ui.PIN return says where it comes from.
+		return nil, fmt.Errorf("YubiKey %d slot 0x%02x: %w", stub.Serial, stub.Slot, err)
+	}
+	c.opened = append(c.opened, slot)
 	id, err := NewIdentity(slot, slot.PublicKey())
 	if err != nil {
 		return nil, fmt.Errorf("card: YubiKey %d slot 0x%02x: %w", stub.Serial, stub.Slot, err)
@@ -118,12 +132,20 @@ func stubCardIdentity(stub Stub, slot OpenedSlot) (*Identity, error) {
 	return id, nil
 }
 
+func (c *pluginCards) close(stderr io.Writer) {
+	for _, s := range c.opened {
+		if err := s.Close(); err != nil {
+			fmt.Fprintf(stderr, "%s: closing the card: %v\n", PluginBinary, err)
+		}
+	}
+}
+
 // stubIdentity is an AGE-PLUGIN-YUBIKEY-1… identity in plugin mode. It tells its stanzas by the stub's
 // tag alone and opens the card only for a file that has one; the opened card serves every later file
 // of the run, and a card that could not be opened is not asked for again.
 type stubIdentity struct {
-	stub Stub
-	open func() (*Identity, error)
+	stub  Stub
+	cards *pluginCards
 
 	id      *Identity
 	openErr error
@@ -138,7 +160,7 @@ func (s *stubIdentity) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
 		return nil, age.ErrIncorrectIdentity
 	}
 	if s.id == nil && s.openErr == nil {
-		s.id, s.openErr = s.open()
+		s.id, s.openErr = s.cards.identity(s.stub)
 	}
 	if s.openErr != nil {
 		return nil, s.openErr
@@ -161,7 +183,7 @@ func (u *pluginUI) Confirm(prompt, yes, no string) (bool, error) { return u.p.Co
 
 func (u *pluginUI) PIN(serial uint32, prompt string) ([]byte, error) {
 	if u.pins == nil {
-		pins, err := LoadRehearsalPINs(PluginRehearsal(u.getenv), u.getenv("CUSTOS_PIN"), u.pinFile)
+		pins, err := loadRehearsalPINs(PluginRehearsal(u.getenv), u.getenv("CUSTOS_PIN"), u.pinFile)
 		if err != nil {
 			return nil, err
 		}
@@ -176,12 +198,12 @@ func (u *pluginUI) PIN(serial uint32, prompt string) ([]byte, error) {
 	}
 	v, err := u.p.RequestValue(prompt, true)
 	if err != nil {
-		return nil, fmt.Errorf("card: PIN for YubiKey %d: %w", serial, err)
+		return nil, fmt.Errorf("PIN for YubiKey %d: %w", serial, err)
 	}
 	pin := []byte(v)
 	if err := checkPIN(pin); err != nil {
 		clear(pin)
-		return nil, fmt.Errorf("card: PIN for YubiKey %d: %w", serial, err)
+		return nil, fmt.Errorf("PIN for YubiKey %d: %w", serial, err)
 	}
 	return pin, nil
 }

@@ -35,12 +35,21 @@ type RehearsalPINs struct {
 // with an error wrapping ErrRehearsalOnly. The PIN file must be a regular file no one but its owner can
 // read or write (mode 0600 or stricter). The result may hold no PIN at all; call Wipe when done.
 func LoadRehearsalPINs(rehearsal bool, envPIN, pinFile string) (*RehearsalPINs, error) {
+	p, err := loadRehearsalPINs(rehearsal, envPIN, pinFile)
+	if err != nil {
+		return nil, fmt.Errorf("card: %w", err)
+	}
+	return p, nil
+}
+
+// loadRehearsalPINs is LoadRehearsalPINs with errors that do not name the package, for plugin mode.
+func loadRehearsalPINs(rehearsal bool, envPIN, pinFile string) (*RehearsalPINs, error) {
 	if !rehearsal {
 		switch {
 		case envPIN != "":
-			return nil, fmt.Errorf("card: CUSTOS_PIN is set: %w; unset it and type the PIN", ErrRehearsalOnly)
+			return nil, fmt.Errorf("CUSTOS_PIN is set: %w; unset it and type the PIN", ErrRehearsalOnly)
 		case pinFile != "":
-			return nil, fmt.Errorf("card: --pin-file %s: %w; type the PIN instead", pinFile, ErrRehearsalOnly)
+			return nil, fmt.Errorf("--pin-file %s: %w; type the PIN instead", pinFile, ErrRehearsalOnly)
 		}
 	}
 	p := &RehearsalPINs{file: pinFile, bySerial: map[uint32][]byte{}}
@@ -48,7 +57,7 @@ func LoadRehearsalPINs(rehearsal bool, envPIN, pinFile string) (*RehearsalPINs, 
 		p.env = []byte(envPIN)
 		if err := checkPIN(p.env); err != nil {
 			p.Wipe()
-			return nil, fmt.Errorf("card: CUSTOS_PIN: %w", err)
+			return nil, fmt.Errorf("CUSTOS_PIN: %w", err)
 		}
 	}
 	if pinFile != "" {
@@ -63,23 +72,23 @@ func LoadRehearsalPINs(rehearsal bool, envPIN, pinFile string) (*RehearsalPINs, 
 func (p *RehearsalPINs) readFile(name string) error {
 	f, err := os.Open(name)
 	if err != nil {
-		return fmt.Errorf("card: PIN file: %w", err)
+		return fmt.Errorf("PIN file: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("card: PIN file: %w", err)
+		return fmt.Errorf("PIN file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("card: PIN file %s is not a regular file", name)
+		return fmt.Errorf("PIN file %s is not a regular file", name)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("card: PIN file %s has mode %04o, want 0600 (chmod 600 %s)", name, perm, name)
+		return fmt.Errorf("PIN file %s has mode %04o, want 0600 (chmod 600 %s)", name, perm, name)
 	}
 	data, err := io.ReadAll(f)
 	defer clear(data)
 	if err != nil {
-		return fmt.Errorf("card: PIN file %s: %w", name, err)
+		return fmt.Errorf("PIN file %s: %w", name, err)
 	}
 	for n, line := range bytes.Split(data, []byte("\n")) {
 		fields := bytes.Fields(line)
@@ -87,24 +96,24 @@ func (p *RehearsalPINs) readFile(name string) error {
 			continue
 		}
 		if len(fields) != 2 {
-			return fmt.Errorf("card: PIN file %s line %d: want \"SERIAL PIN\" (or \"* PIN\"), got %d fields", name, n+1, len(fields))
+			return fmt.Errorf("PIN file %s line %d: want \"SERIAL PIN\" (or \"* PIN\"), got %d fields", name, n+1, len(fields))
 		}
 		if err := checkPIN(fields[1]); err != nil {
-			return fmt.Errorf("card: PIN file %s line %d: %w", name, n+1, err)
+			return fmt.Errorf("PIN file %s line %d: %w", name, n+1, err)
 		}
 		if string(fields[0]) == "*" {
 			if p.any != nil {
-				return fmt.Errorf("card: PIN file %s line %d: a second \"*\" line", name, n+1)
+				return fmt.Errorf("PIN file %s line %d: a second \"*\" line", name, n+1)
 			}
 			p.any = bytes.Clone(fields[1])
 			continue
 		}
 		serial, err := strconv.ParseUint(string(fields[0]), 10, 32)
 		if err != nil {
-			return fmt.Errorf("card: PIN file %s line %d: the first field is not a decimal card serial or \"*\"", name, n+1)
+			return fmt.Errorf("PIN file %s line %d: the first field is not a decimal card serial or \"*\"", name, n+1)
 		}
 		if _, dup := p.bySerial[uint32(serial)]; dup {
-			return fmt.Errorf("card: PIN file %s line %d: serial %d is listed twice", name, n+1, serial)
+			return fmt.Errorf("PIN file %s line %d: serial %d is listed twice", name, n+1, serial)
 		}
 		p.bySerial[uint32(serial)] = bytes.Clone(fields[1])
 	}

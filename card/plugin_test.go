@@ -51,25 +51,24 @@ func seededKey(seed string) *ecdh.PrivateKey {
 	return k
 }
 
-type softwareSlot struct{ *ecdh.PrivateKey }
-
-func (softwareSlot) Close() error { return nil }
-
-// pinWantVar, when set in the plugin's environment, makes softwareOpener ask for a PIN and compare it.
+// pinWantVar, when set in the plugin's environment, makes the software slots ask for a PIN at their
+// first ECDH and compare it.
 const pinWantVar = "CARDTEST_PIN_WANT"
 
-func softwareOpener(stub Stub, ui PluginUI) (OpenedSlot, error) {
-	var key *ecdh.PrivateKey
-	switch {
-	case stub.Serial == katSerial && stub.Slot == 0x82:
-		key = katKey()
-	case stub.Serial == otherSerial:
-		key = anotherKey()
-	default:
-		return nil, fmt.Errorf("no YubiKey with serial %d and a key in slot 0x%02x is present", stub.Serial, stub.Slot)
-	}
-	if want := os.Getenv(pinWantVar); want != "" {
-		pin, err := ui.PIN(stub.Serial, fmt.Sprintf("PIN for YubiKey %d", stub.Serial))
+// softwareSlot behaves as OpenedSlot recommends: PIN at the first ECDH, touch request at each.
+type softwareSlot struct {
+	key      *ecdh.PrivateKey
+	serial   uint32
+	ui       PluginUI
+	verified bool
+}
+
+func (s *softwareSlot) PublicKey() *ecdh.PublicKey { return s.key.PublicKey() }
+func (s *softwareSlot) Close() error               { return nil }
+
+func (s *softwareSlot) ECDH(peer *ecdh.PublicKey) ([]byte, error) {
+	if want := os.Getenv(pinWantVar); want != "" && !s.verified {
+		pin, err := s.ui.PIN(s.serial, fmt.Sprintf("PIN for YubiKey %d", s.serial))
 		if err != nil {
 			return nil, err
 		}
@@ -77,11 +76,22 @@ func softwareOpener(stub Stub, ui PluginUI) (OpenedSlot, error) {
 		if string(pin) != want {
 			return nil, errors.New("wrong PIN")
 		}
+		s.verified = true
 	}
-	if err := ui.Message("touch the YubiKey"); err != nil {
+	if err := s.ui.Message("touch the YubiKey"); err != nil {
 		return nil, err
 	}
-	return softwareSlot{key}, nil
+	return s.key.ECDH(peer)
+}
+
+func softwareOpener(stub Stub, ui PluginUI) (OpenedSlot, error) {
+	switch {
+	case stub.Serial == katSerial && stub.Slot == 0x82:
+		return &softwareSlot{key: katKey(), serial: stub.Serial, ui: ui}, nil
+	case stub.Serial == otherSerial:
+		return &softwareSlot{key: anotherKey(), serial: stub.Serial, ui: ui}, nil
+	}
+	return nil, fmt.Errorf("no YubiKey with serial %d and a key in slot 0x%02x is present", stub.Serial, stub.Slot)
 }
 
 // pluginPATH returns a directory holding only an age-plugin-yubikey symlink to this test binary.
@@ -253,6 +263,32 @@ func TestPluginProtocolIdentityV1AgeCLI(t *testing.T) {
 	}
 }
 
+// TestPluginProtocolIdentityAsRecipientAgeCLI: `age -e -i AGE-PLUGIN-YUBIKEY-1…` reads the slot's
+// public key through the CardOpener (no PIN: the software slot would ask for one only at ECDH) and
+// writes piv-p256 stanzas to it.
+func TestPluginProtocolIdentityAsRecipientAgeCLI(t *testing.T) {
+	key := katKey()
+	id, err := NewIdentity(key, key.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plaintext := []byte("encrypted to an identity\n")
+	out, stderr, err := runAge(t, []string{pinWantVar + "=314159"}, plaintext, "-e", "-i", writeIdentityFile(t, katStub(t).String()))
+	if err != nil {
+		t.Fatalf("age -e -i: %v\n%s", err, stderr)
+	}
+	got, err := decryptNative(t, out, id)
+	if err != nil || !bytes.Equal(got, plaintext) {
+		t.Fatalf("native decryption: %q, %v", got, err)
+	}
+	// A stub whose slot holds another key is refused rather than encrypted to the wrong key.
+	replaced := Stub{Serial: otherSerial, Slot: 0x82, Tag: id.Recipient().Tag()}
+	_, stderr, err = runAge(t, nil, plaintext, "-e", "-i", writeIdentityFile(t, replaced.String()))
+	if err == nil || !strings.Contains(stderr, "YubiKey 777 slot 0x82 holds the key with tag") {
+		t.Errorf("age -e -i with a replaced key: %v\n%s", err, stderr)
+	}
+}
+
 // TestPluginProtocolCardErrors: what the opener and the stub check reaches age's user as one line.
 func TestPluginProtocolCardErrors(t *testing.T) {
 	r, err := NewRecipient(katKey().PublicKey())
@@ -267,10 +303,15 @@ func TestPluginProtocolCardErrors(t *testing.T) {
 	}{
 		{"absent card", Stub{Serial: 4242, Slot: 0x82, Tag: r.Tag()}, "yubikey plugin: YubiKey 4242 slot 0x82: no YubiKey with serial 4242"},
 		{"replaced key", Stub{Serial: otherSerial, Slot: 0x83, Tag: r.Tag()}, "YubiKey 777 slot 0x83 holds the key with tag"},
+		// No stanza carries this stub's tag, so its (absent) card is never asked for.
+		{"other tag", Stub{Serial: 4242, Slot: 0x82, Tag: [4]byte{1, 2, 3, 4}}, "no identity matched"},
 	} {
 		_, stderr, err := runAge(t, nil, file, "-d", "-i", writeIdentityFile(t, tc.stub.String()))
 		if err == nil || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: err %v, stderr does not say %q:\n%s", tc.name, err, tc.want, stderr)
+		}
+		if tc.name == "other tag" && strings.Contains(stderr, "4242") {
+			t.Errorf("the card of a stub matching no stanza was opened:\n%s", stderr)
 		}
 	}
 }
@@ -296,7 +337,7 @@ func TestPluginProtocolRehearsalPIN(t *testing.T) {
 	}
 
 	_, stderr, err = runAge(t, env[:2], file, "-d", "-i", idFile)
-	if err == nil || !strings.Contains(stderr, "YubiKey 12345678 slot 0x82: card: CUSTOS_PIN is set: CUSTOS_PIN and --pin-file are accepted only in rehearsal") {
+	if err == nil || !strings.Contains(stderr, "yubikey plugin: card: ECDH on the card: CUSTOS_PIN is set: CUSTOS_PIN and --pin-file are accepted only in rehearsal") {
 		t.Errorf("CUSTOS_PIN outside rehearsal: err %v\n%s", err, stderr)
 	}
 	if strings.Contains(stderr, "314159") {
