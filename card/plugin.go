@@ -105,16 +105,35 @@ func RunPlugin(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 	return p.Main()
 }
 
-// pluginCards are the card slots a plugin run opened, each once.
+// pluginCards are the card slots a plugin run opened: each stub's slot once, whether it opened or not,
+// so that a card is asked for at most once per run.
 type pluginCards struct {
 	open   CardOpener
 	ui     PluginUI
 	opened []OpenedSlot
+	tried  map[Stub]openResult
 }
 
-// identity opens the slot a stub names and returns its identity, provided the slot holds the key the
-// stub's tag names.
+type openResult struct {
+	id  *Identity
+	err error
+}
+
+// identity returns the identity of the slot a stub names, provided the slot holds the key the stub's
+// tag names.
 func (c *pluginCards) identity(stub Stub) (*Identity, error) {
+	res, ok := c.tried[stub]
+	if !ok {
+		res.id, res.err = c.openStub(stub)
+		if c.tried == nil {
+			c.tried = map[Stub]openResult{}
+		}
+		c.tried[stub] = res
+	}
+	return res.id, res.err
+}
+
+func (c *pluginCards) openStub(stub Stub) (*Identity, error) {
 	slot, err := c.open(stub, c.ui)
 	if err != nil {
 		// Not prefixed "card:": what the opener and ui.PIN return says where it comes from.
@@ -141,14 +160,10 @@ func (c *pluginCards) close(stderr io.Writer) {
 }
 
 // stubIdentity is an AGE-PLUGIN-YUBIKEY-1… identity in plugin mode. It tells its stanzas by the stub's
-// tag alone and opens the card only for a file that has one; the opened card serves every later file
-// of the run, and a card that could not be opened is not asked for again.
+// tag alone and opens the card only for a file that has one.
 type stubIdentity struct {
 	stub  Stub
 	cards *pluginCards
-
-	id      *Identity
-	openErr error
 }
 
 func (s *stubIdentity) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
@@ -159,13 +174,11 @@ func (s *stubIdentity) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
 	if len(matches) == 0 {
 		return nil, age.ErrIncorrectIdentity
 	}
-	if s.id == nil && s.openErr == nil {
-		s.id, s.openErr = s.cards.identity(s.stub)
+	id, err := s.cards.identity(s.stub)
+	if err != nil {
+		return nil, err
 	}
-	if s.openErr != nil {
-		return nil, s.openErr
-	}
-	return s.id.unwrap(matches)
+	return id.unwrap(matches)
 }
 
 // pluginUI is the PluginUI of a plugin run.

@@ -399,3 +399,28 @@ func TestRunPluginUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginCardsOpenOnce: in one plugin run each stub's card is asked for once, whether it opened or
+// not, and a stub naming a slot with another key is refused.
+func TestPluginCardsOpenOnce(t *testing.T) {
+	calls := map[uint32]int{}
+	cards := &pluginCards{open: func(stub Stub, ui PluginUI) (OpenedSlot, error) {
+		calls[stub.Serial]++
+		return softwareOpener(stub, ui)
+	}}
+	good, absent := katStub(t), Stub{Serial: 4242, Slot: 0x82}
+	for range 3 {
+		if _, err := cards.identity(good); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cards.identity(absent); err == nil {
+			t.Fatal("an absent card opened")
+		}
+	}
+	if calls[katSerial] != 1 || calls[4242] != 1 {
+		t.Errorf("opener calls %v, want one per card", calls)
+	}
+	if len(cards.opened) != 1 {
+		t.Errorf("%d slots recorded as opened, want 1", len(cards.opened))
+	}
+}

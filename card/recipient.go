@@ -67,7 +67,7 @@ func ParseRecipient(s string) (*Recipient, error) {
 
 // NewRecipient returns the recipient for a P-256 public key, such as the one in a slot's certificate.
 func NewRecipient(pub *ecdh.PublicKey) (*Recipient, error) {
-	if pub.Curve() != ecdh.P256() {
+	if pub == nil || pub.Curve() != ecdh.P256() {
 		return nil, errors.New("card: recipient key is not a P-256 key")
 	}
 	p, err := nistec.NewP256Point().SetBytes(pub.Bytes())
