@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 
 	"filippo.io/age"
 	"filippo.io/age/plugin"
@@ -71,6 +73,12 @@ func RunPlugin(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv 
 		return 2
 	}
 	p.SetIO(stdin, stdout, stderr)
+
+	// age sends SIGINT when it closes the connection. Catching it lets the run end by its own path,
+	// at the end of its input, and the deferred Close release the cards (without a reset).
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, os.Interrupt)
+	defer signal.Stop(interrupts)
 
 	ui := &pluginUI{p: p, getenv: getenv, pinFile: *pinFile}
 	defer ui.wipe()

@@ -1,6 +1,7 @@
 package card
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ecdh"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
@@ -422,5 +424,72 @@ func TestPluginCardsOpenOnce(t *testing.T) {
 	}
 	if len(cards.opened) != 1 {
 		t.Errorf("%d slots recorded as opened, want 1", len(cards.opened))
+	}
+}
+
+// TestPluginSurvivesInterrupt: the SIGINT age sends when it closes the connection does not kill plugin
+// mode; it ends by its own path when its input ends, after releasing the cards.
+func TestPluginSurvivesInterrupt(t *testing.T) {
+	cmd := exec.Command(filepath.Join(pluginPATH(t), PluginBinary), "--age-plugin=identity-v1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRecipient(katKey().PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := wrapOne(t, r, make([]byte, 16))
+	phase1 := "-> add-identity " + katStub(t).String() + "\n\n" +
+		"-> recipient-stanza 0 " + s.Type + " " + strings.Join(s.Args, " ") + "\n" + b64.EncodeToString(s.Body) + "\n" +
+		"-> done\n\n"
+	if _, err := io.WriteString(stdin, phase1); err != nil {
+		t.Fatal(err)
+	}
+	// Answer grease until the software slot's "touch the YubiKey" msg: the plugin is then blocked in
+	// the card's ECDH, long after its signal handler was installed.
+	out := bufio.NewReader(stdout)
+	for {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("plugin output ended: %v\n%s", err, stderr.String())
+		}
+		if strings.HasPrefix(line, "-> msg") {
+			break
+		}
+		if strings.HasPrefix(line, "-> grease") {
+			for body := ""; err == nil && (body == "" || len(body) > 64); body, err = out.ReadString('\n') {
+			}
+			if _, err := io.WriteString(stdin, "-> unsupported\n\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for range 3 {
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("plugin mode ended on SIGINT: %v\n%s", err, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stdin.Close()
+	err = <-done
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Errorf("after its input ended: %v, want exit code 2 (interaction broke)\n%s", err, stderr.String())
 	}
 }
