@@ -1,6 +1,7 @@
 package card
 
 import (
+	"crypto/ecdh"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +19,10 @@ const (
 	FirstRetiredSlot = 0x82
 	LastRetiredSlot  = 0x95
 )
+
+// ErrStubKeyMismatch is wrapped by the refusal of a card slot whose key is not the one an identity
+// stub names (its tag differs): the slot's key was replaced, or the stub names the wrong card or slot.
+var ErrStubKeyMismatch = errors.New("the slot holds another key than the identity names")
 
 // ErrMalformedIdentity is wrapped by every error about an AGE-PLUGIN-YUBIKEY-1… identity that does
 // not parse.
@@ -76,4 +81,18 @@ func (s Stub) String() string {
 	b := binary.LittleEndian.AppendUint32(make([]byte, 0, stubSize), s.Serial)
 	b = append(append(b, s.Slot), s.Tag[:]...)
 	return plugin.EncodeIdentity(pluginName, b)
+}
+
+// Identity returns the card-backed identity of the slot the stub names, given the slot's ECDH and its
+// public key as the card reports it, provided that key has the stub's tag.
+func (s Stub) Identity(card KeyExchanger, pub *ecdh.PublicKey) (*Identity, error) {
+	id, err := NewIdentity(card, pub)
+	if err != nil {
+		return nil, fmt.Errorf("card: YubiKey %d slot 0x%02x: %w", s.Serial, s.Slot, err)
+	}
+	if id.r.tag != s.Tag {
+		return nil, fmt.Errorf("card: YubiKey %d slot 0x%02x: %w (key tag %x, identity tag %x)",
+			s.Serial, s.Slot, ErrStubKeyMismatch, id.r.tag, s.Tag)
+	}
+	return id, nil
 }

@@ -80,3 +80,20 @@ func TestNewStubRefusesNonRetiredSlots(t *testing.T) {
 		}
 	}
 }
+
+func TestStubIdentity(t *testing.T) {
+	key := katKey()
+	st := katStub(t)
+	id, err := st.Identity(key, key.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Recipient().Tag() != st.Tag {
+		t.Errorf("identity tag %x, stub tag %x", id.Recipient().Tag(), st.Tag)
+	}
+	other := anotherKey()
+	_, err = st.Identity(other, other.PublicKey())
+	if !errors.Is(err, ErrStubKeyMismatch) || !strings.Contains(err.Error(), "YubiKey 12345678 slot 0x82") {
+		t.Errorf("Identity with another key: %v", err)
+	}
+}

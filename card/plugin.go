@@ -148,15 +148,7 @@ func (c *pluginCards) openStub(stub Stub) (*Identity, error) {
 		return nil, fmt.Errorf("YubiKey %d slot 0x%02x: %w", stub.Serial, stub.Slot, err)
 	}
 	c.opened = append(c.opened, slot)
-	id, err := NewIdentity(slot, slot.PublicKey())
-	if err != nil {
-		return nil, fmt.Errorf("card: YubiKey %d slot 0x%02x: %w", stub.Serial, stub.Slot, err)
-	}
-	if id.r.tag != stub.Tag {
-		return nil, fmt.Errorf("card: YubiKey %d slot 0x%02x holds the key with tag %x, but the identity names tag %x: the slot's key was replaced",
-			stub.Serial, stub.Slot, id.r.tag, stub.Tag)
-	}
-	return id, nil
+	return stub.Identity(slot, slot.PublicKey())
 }
 
 func (c *pluginCards) close(stderr io.Writer) {

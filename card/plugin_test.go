@@ -286,7 +286,7 @@ func TestPluginProtocolIdentityAsRecipientAgeCLI(t *testing.T) {
 	// A stub whose slot holds another key is refused rather than encrypted to the wrong key.
 	replaced := Stub{Serial: otherSerial, Slot: 0x82, Tag: id.Recipient().Tag()}
 	_, stderr, err = runAge(t, nil, plaintext, "-e", "-i", writeIdentityFile(t, replaced.String()))
-	if err == nil || !strings.Contains(stderr, "YubiKey 777 slot 0x82 holds the key with tag") {
+	if err == nil || !strings.Contains(stderr, "YubiKey 777 slot 0x82: the slot holds another key than the identity names (key tag") {
 		t.Errorf("age -e -i with a replaced key: %v\n%s", err, stderr)
 	}
 }
@@ -304,7 +304,7 @@ func TestPluginProtocolCardErrors(t *testing.T) {
 		want string
 	}{
 		{"absent card", Stub{Serial: 4242, Slot: 0x82, Tag: r.Tag()}, "yubikey plugin: YubiKey 4242 slot 0x82: no YubiKey with serial 4242"},
-		{"replaced key", Stub{Serial: otherSerial, Slot: 0x83, Tag: r.Tag()}, "YubiKey 777 slot 0x83 holds the key with tag"},
+		{"replaced key", Stub{Serial: otherSerial, Slot: 0x83, Tag: r.Tag()}, "YubiKey 777 slot 0x83: the slot holds another key than the identity names (key tag"},
 		// No stanza carries this stub's tag, so its (absent) card is never asked for.
 		{"other tag", Stub{Serial: 4242, Slot: 0x82, Tag: [4]byte{1, 2, 3, 4}}, "no identity matched"},
 	} {

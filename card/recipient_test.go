@@ -3,6 +3,7 @@ package card
 import (
 	"bytes"
 	"crypto/ecdh"
+	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
@@ -13,7 +14,7 @@ import (
 
 func TestRecipientRoundTrip(t *testing.T) {
 	for range 20 {
-		key, err := ecdh.P256().GenerateKey(nil)
+		key, err := ecdh.P256().GenerateKey(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +46,7 @@ func TestRecipientRoundTrip(t *testing.T) {
 }
 
 func TestNewRecipientRefusesOtherCurves(t *testing.T) {
-	key, err := ecdh.P384().GenerateKey(nil)
+	key, err := ecdh.P384().GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func notOnCurve(t testing.TB) []byte {
 }
 
 func TestParseRecipientMalformed(t *testing.T) {
-	key, err := ecdh.P256().GenerateKey(nil)
+	key, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestParseRecipientMalformed(t *testing.T) {
 }
 
 func TestWrapRefusesBadFileKey(t *testing.T) {
-	key, err := ecdh.P256().GenerateKey(nil)
+	key, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestWrapRefusesBadFileKey(t *testing.T) {
 
 // TestWrapFreshEphemeral: without the test seam every stanza has its own ephemeral key.
 func TestWrapFreshEphemeral(t *testing.T) {
-	key, err := ecdh.P256().GenerateKey(nil)
+	key, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
