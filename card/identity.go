@@ -9,8 +9,9 @@ import (
 )
 
 // KeyExchanger is the card side of a decryption: ECDH with the slot's P-256 key, returning the
-// 32-byte x coordinate of the shared point (PIV GENERAL AUTHENTICATE). A *ecdh.PrivateKey is a
-// software KeyExchanger.
+// 32-byte x coordinate of the shared point (PIV GENERAL AUTHENTICATE). Identity calls it only for a
+// stanza carrying the key's tag, so an implementation may verify the PIN at its first call. A
+// *ecdh.PrivateKey is a software KeyExchanger.
 type KeyExchanger interface {
 	ECDH(peer *ecdh.PublicKey) ([]byte, error)
 }

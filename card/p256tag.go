@@ -66,7 +66,7 @@ func (s *p256tagStanza) open(card KeyExchanger, r *Recipient) ([]byte, error) {
 	}
 	ctx, err := hpke.NewRecipient(s.enc, priv, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), []byte(p256tagLabel))
 	if err != nil {
-		return nil, fmt.Errorf("card: p256tag decapsulation: %w", err)
+		return nil, fmt.Errorf("card: p256tag: %w", err)
 	}
 	fileKey, err := ctx.Open(nil, s.body)
 	if err != nil {
@@ -75,7 +75,8 @@ func (s *p256tagStanza) open(card KeyExchanger, r *Recipient) ([]byte, error) {
 	return fileKey, nil
 }
 
-// cardExchanger presents a card's ECDH as a crypto/ecdh.KeyExchanger for HPKE.
+// cardExchanger presents a card's ECDH as a crypto/ecdh.KeyExchanger for HPKE. Its errors reach the
+// caller through hpke.NewRecipient, which adds no context, so open prefixes them.
 type cardExchanger struct {
 	card KeyExchanger
 	pub  *ecdh.PublicKey
@@ -87,11 +88,11 @@ func (c cardExchanger) Curve() ecdh.Curve          { return ecdh.P256() }
 func (c cardExchanger) ECDH(peer *ecdh.PublicKey) ([]byte, error) {
 	shared, err := c.card.ECDH(peer)
 	if err != nil {
-		return nil, fmt.Errorf("card: ECDH on the card: %w", err)
+		return nil, fmt.Errorf("ECDH on the card: %w", err)
 	}
 	if len(shared) != 32 {
 		clear(shared)
-		return nil, fmt.Errorf("card: ECDH on the card returned %d bytes, want 32", len(shared))
+		return nil, fmt.Errorf("ECDH on the card returned %d bytes, want 32", len(shared))
 	}
 	return shared, nil
 }
