@@ -256,6 +256,9 @@ func TestPluginProtocolIdentityV1AgeCLI(t *testing.T) {
 		if !bytes.Equal(out, plaintext) {
 			t.Fatalf("%s: age -d printed %q, want %q", name, out, plaintext)
 		}
+		if !strings.Contains(stderr, "yubikey plugin: touch the YubiKey") {
+			t.Errorf("%s: the slot's msg did not reach age's user:\n%s", name, stderr)
+		}
 	}
 
 	// A file for another key: the stub's tag matches no stanza and the card is never opened.
