@@ -2,6 +2,8 @@ package sim
 
 import (
 	"crypto"
+	"crypto/ecdh"
+	"crypto/ed25519"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -149,5 +151,80 @@ func (c *Card) attestCert(slot byte, k *slotKey) ([]byte, error) {
 			{Id: oidFormFactor, Value: []byte{formFactor}},
 		},
 	}
+	if xpub, ok := pub.Public().(*ecdh.PublicKey); ok {
+		return createWithSPKI(c.rand, tmpl, parent, xpub, signer)
+	}
 	return x509.CreateCertificate(c.rand, tmpl, parent, pub.Public(), signer)
+}
+
+// createWithSPKI issues a certificate for a key that crypto/x509 can encode but not certify (X25519):
+// it issues one for a stand-in key, swaps in the real subject public key info and signs again.
+func createWithSPKI(rand io.Reader, tmpl, parent *x509.Certificate, pub *ecdh.PublicKey, signer crypto.Signer) ([]byte, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	standIn, _, err := ed25519.GenerateKey(rand)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(rand, tmpl, parent, standIn, signer)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	var outer struct {
+		TBS    asn1.RawValue
+		SigAlg asn1.RawValue
+		Sig    asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &outer); err != nil {
+		return nil, err
+	}
+	var tbs struct {
+		Version    asn1.RawValue `asn1:"optional,explicit,tag:0"`
+		Serial     asn1.RawValue
+		SigAlg     asn1.RawValue
+		Issuer     asn1.RawValue
+		Validity   asn1.RawValue
+		Subject    asn1.RawValue
+		SPKI       asn1.RawValue
+		Extensions asn1.RawValue `asn1:"optional,explicit,tag:3"`
+	}
+	if _, err := asn1.Unmarshal(outer.TBS.FullBytes, &tbs); err != nil {
+		return nil, err
+	}
+	tbs.SPKI = asn1.RawValue{FullBytes: spki}
+	tbsDER, err := asn1.Marshal(tbs)
+	if err != nil {
+		return nil, err
+	}
+	h, ok := signatureHash[cert.SignatureAlgorithm]
+	if !ok {
+		return nil, fmt.Errorf("attestation key signature algorithm %v", cert.SignatureAlgorithm)
+	}
+	digest := tbsDER
+	if h != 0 {
+		hh := h.New()
+		hh.Write(tbsDER)
+		digest = hh.Sum(nil)
+	}
+	sig, err := signer.Sign(rand, digest, h)
+	if err != nil {
+		return nil, err
+	}
+	outer.TBS = asn1.RawValue{FullBytes: tbsDER}
+	outer.Sig = asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}
+	return asn1.Marshal(outer)
+}
+
+// signatureHash maps the signature algorithms crypto/x509 picks for an attestation key to the hash
+// that key signs.
+var signatureHash = map[x509.SignatureAlgorithm]crypto.Hash{
+	x509.SHA256WithRSA: crypto.SHA256, x509.SHA384WithRSA: crypto.SHA384, x509.SHA512WithRSA: crypto.SHA512,
+	x509.ECDSAWithSHA256: crypto.SHA256, x509.ECDSAWithSHA384: crypto.SHA384, x509.ECDSAWithSHA512: crypto.SHA512,
+	x509.PureEd25519: 0,
 }
