@@ -135,6 +135,7 @@ func (c *Card) Transmit(apdu []byte) (resp []byte) {
 	defer c.mu.Unlock()
 	defer func() {
 		if recover() != nil {
+			c.panics++
 			c.s.clear()
 			resp = response(nil, swNoDiagnosis)
 		}
@@ -254,6 +255,9 @@ func (c *Card) selectApplet(cmd command) ([]byte, uint16) {
 	switch {
 	case len(aid) >= 5 && bytes.HasPrefix(aidPIV, aid):
 		c.s.applet = appletPIV
+		if cmd.p2 == 0x0C { // no FCI wanted
+			return nil, swOK
+		}
 		return []byte{0x61, 0x11, 0x4F, 0x06, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00,
 			0x79, 0x07, 0x4F, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08}, swOK
 	case bytes.Equal(aid, aidMgmt):

@@ -330,6 +330,35 @@ func FuzzTransmit(f *testing.F) {
 			if sw1 := r[len(r)-2]; sw1 != 0x90 && sw1&0xF0 != 0x60 {
 				t.Fatalf("%x: bad SW1 in %x", apdu, r)
 			}
+			if c.panics != 0 {
+				t.Fatalf("%x: the command panicked", apdu)
+			}
 		}
 	})
+}
+
+// BenchmarkTransmit measures the applet alone: GET VERSION round trips, each one saving the counters.
+func BenchmarkTransmit(b *testing.B) {
+	c := newTestCard(b, Profile54)
+	apdu := []byte{0x00, insGetVersion, 0x00, 0x00, 0x00}
+	for b.Loop() {
+		if r := c.Transmit(apdu); len(r) != 5 {
+			b.Fatalf("response %x", r)
+		}
+	}
+}
+
+// BenchmarkSignP256 measures a PIN-once P-256 signature.
+func BenchmarkSignP256(b *testing.B) {
+	c := newTestCard(b, Profile54)
+	selectPIV(b, c)
+	authMgmt3DES(b, c, defaultMgmtKey)
+	mustOK(b, c, insGenerate, 0, 0x9A, unhex(b, "AC03800111"))
+	mustOK(b, c, insVerify, 0, refPIN, padPIN([]byte("123456")))
+	apdu := append([]byte{0x00, insGenAuth, algP256, 0x9A, 0x26, 0x7C, 0x24, 0x82, 0x00, 0x81, 0x20}, make([]byte, 32)...)
+	for b.Loop() {
+		if r := c.Transmit(apdu); r[len(r)-2] != 0x90 {
+			b.Fatalf("response %x", r)
+		}
+	}
 }

@@ -82,6 +82,8 @@ type Card struct {
 
 	// changed is set by a command that modified persistent state other than the counters.
 	changed bool
+	// panics counts commands that panicked and were answered 6F 00; the fuzz test wants none.
+	panics int
 }
 
 func newCard(path string, st *cardState) *Card {

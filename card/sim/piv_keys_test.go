@@ -259,14 +259,15 @@ func testRSA(t *testing.T, c *Card, slot byte, pub *rsa.PublicKey) {
 	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], authResult(t, resp)); err != nil {
 		t.Fatalf("RSA signature: %v", err)
 	}
+	// A PKCS #1 v1.5 type 2 block, encrypted with the public key.
 	msg := []byte("a wrapped key")
-	ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, msg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	em := bytes.Repeat([]byte{0x5A}, pub.Size())
+	em[0], em[1], em[pub.Size()-len(msg)-1] = 0x00, 0x02, 0x00
+	copy(em[pub.Size()-len(msg):], msg)
+	m := new(big.Int).SetBytes(em)
+	ct := m.Exp(m, big.NewInt(int64(pub.E)), pub.N).FillBytes(make([]byte, pub.Size()))
 	resp = mustOK(t, c, insGenAuth, algRSA2048, slot, authTemplate(tagChallenge, ct))
-	pt := authResult(t, resp)
-	if len(pt) != pub.Size() || !bytes.HasSuffix(pt, append([]byte{0}, msg...)) || pt[0] != 0 || pt[1] != 2 {
+	if pt := authResult(t, resp); !bytes.Equal(pt, em) {
 		t.Fatalf("RSA decryption %x", pt)
 	}
 	wantSW(t, c, insGenAuth, algRSA2048, slot, authTemplate(tagChallenge, bytes.Repeat([]byte{0xFF}, 256)), swIncorrectData)
