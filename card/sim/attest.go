@@ -3,8 +3,8 @@ package sim
 import (
 	"crypto"
 	"crypto/ecdh"
-	"crypto/ed25519"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"

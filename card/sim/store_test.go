@@ -79,8 +79,10 @@ func TestLoadCardRejectsDamage(t *testing.T) {
 	for name, mutate := range map[string]func([]byte) []byte{
 		"truncated": func(b []byte) []byte { return b[:len(b)/2] },
 		"format":    func(b []byte) []byte { return bytes.Replace(b, []byte(`"format":1`), []byte(`"format":9`), 1) },
-		"profile":   func(b []byte) []byte { return bytes.Replace(b, []byte(`"profile":"5.4"`), []byte(`"profile":"4.3"`), 1) },
-		"pin left":  func(b []byte) []byte { return bytes.Replace(b, []byte(`"pin_left":3`), []byte(`"pin_left":9`), 1) },
+		"profile": func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`"profile":"5.4"`), []byte(`"profile":"4.3"`), 1)
+		},
+		"pin left": func(b []byte) []byte { return bytes.Replace(b, []byte(`"pin_left":3`), []byte(`"pin_left":9`), 1) },
 	} {
 		p := filepath.Join(t.TempDir(), "card.json")
 		if err := os.WriteFile(p, mutate(bytes.Clone(b)), 0o600); err != nil {
