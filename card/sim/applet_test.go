@@ -4,52 +4,37 @@ import (
 	"bytes"
 	"crypto/des"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
-var (
-	fleetOnce sync.Once
-	fleetDir  string
-	fleet     *Fleet
-	fleetErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if fleetDir != "" {
-		os.RemoveAll(fleetDir)
-	}
-	os.Exit(code)
-}
-
-// testFleet returns the fleet shared by the test process.
-func testFleet(t testing.TB) *Fleet {
-	t.Helper()
-	fleetOnce.Do(func() {
-		if fleetDir, fleetErr = os.MkdirTemp("", "sim-fleet-*"); fleetErr == nil {
-			fleet, fleetErr = OpenFleet(fleetDir)
-		}
-	})
-	if fleetErr != nil {
-		t.Fatal(fleetErr)
-	}
-	return fleet
-}
-
 var serialSeq uint32 = 10000000
 
+// newTestCard makes a card, and the fleet that issued its attestation key, in a temporary directory.
 func newTestCard(t testing.TB, p Profile) *Card {
 	t.Helper()
 	serialSeq++
-	c, err := testFleet(t).NewCard(filepath.Join(t.TempDir(), "card.json"), serialSeq, p)
+	dir := t.TempDir()
+	f, err := OpenFleet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.NewCard(filepath.Join(dir, "card.json"), serialSeq, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// fleetOf returns the fleet that made c.
+func fleetOf(t testing.TB, c *Card) *Fleet {
+	t.Helper()
+	f, err := OpenFleet(filepath.Dir(c.path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 func unhex(t testing.TB, s string) []byte {

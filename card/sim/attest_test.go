@@ -33,8 +33,6 @@ func attestationCert(t *testing.T, c *Card) *x509.Certificate {
 }
 
 func TestAttestation(t *testing.T) {
-	roots := x509.NewCertPool()
-	roots.AddCert(testFleet(t).Root())
 	for _, tc := range []struct {
 		p          Profile
 		slot, alg  byte
@@ -50,6 +48,9 @@ func TestAttestation(t *testing.T) {
 		{Profile57, 0x9A, algEd25519, pinOnce, touchNever, piv.PINPolicyOnce, piv.TouchPolicyNever, piv.SlotAuthentication},
 	} {
 		c := newTestCard(t, tc.p)
+		root := fleetOf(t, c).Root()
+		roots := x509.NewCertPool()
+		roots.AddCert(root)
 		selectPIV(t, c)
 		wantSW(t, c, insAttest, tc.slot, 0, nil, swIncorrectData) // empty slot: piv-go's ErrNotFound
 		if tc.p == Profile57 {
@@ -68,7 +69,7 @@ func TestAttestation(t *testing.T) {
 			t.Fatal(err)
 		}
 		f9 := attestationCert(t, c)
-		if err := f9.CheckSignatureFrom(testFleet(t).Root()); err != nil {
+		if err := f9.CheckSignatureFrom(root); err != nil {
 			t.Fatalf("F9 certificate not issued by the fleet root: %v", err)
 		}
 		a, err := (&piv.Verifier{Roots: roots}).Verify(f9, slotCert)

@@ -55,17 +55,17 @@ func TestPersistence(t *testing.T) {
 	}
 	// No temporary files are left beside the card.
 	entries, _ := os.ReadDir(filepath.Dir(c.path))
-	if len(entries) != 1 {
+	if len(entries) != 3 { // the card and its fleet's root certificate and key
 		t.Fatalf("card directory holds %d entries", len(entries))
 	}
 }
 
 func TestNewCardRefusesExistingPath(t *testing.T) {
 	c := newTestCard(t, Profile54)
-	if _, err := testFleet(t).NewCard(c.path, 1, Profile54); err == nil {
+	if _, err := fleetOf(t, c).NewCard(c.path, 1, Profile54); err == nil {
 		t.Fatal("NewCard overwrote an existing card")
 	}
-	if _, err := testFleet(t).NewCard(filepath.Join(t.TempDir(), "x"), 1, "5.5"); err == nil {
+	if _, err := fleetOf(t, c).NewCard(filepath.Join(t.TempDir(), "x"), 1, "5.5"); err == nil {
 		t.Fatal("NewCard accepted profile 5.5")
 	}
 }
