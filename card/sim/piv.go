@@ -296,18 +296,18 @@ func (c *Card) touched(policy byte) bool {
 	return policy == touchNever || !c.st.DenyTouch
 }
 
-// pinSatisfied reports whether an operation under the PIN policy may proceed; for "always" it
-// consumes the VERIFY that preceded the operation.
+// pinSatisfied reports whether an operation under the PIN policy may proceed. Every private key
+// operation consumes the VERIFY just before it, so that under "always" each one needs its own.
 func (c *Card) pinSatisfied(policy byte) bool {
+	fresh := c.s.pinAlways
+	c.s.pinAlways = false
 	switch policy {
 	case pinNever:
 		return true
 	case pinOnce:
 		return c.s.pinVerified
 	case pinAlways:
-		ok := c.s.pinAlways
-		c.s.pinAlways = false
-		return ok
+		return fresh
 	}
 	return false
 }

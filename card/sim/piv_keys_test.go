@@ -147,12 +147,18 @@ func TestPINPolicies(t *testing.T) {
 	// Once: one VERIFY serves every operation until the next SELECT.
 	signECDSA(t, c, 0x9A, algP256, once, swOK)
 	signECDSA(t, c, 0x9A, algP256, once, swOK)
-	// Always: each operation consumes the VERIFY before it.
+	// Always: each operation needs a VERIFY just before it.
+	signECDSA(t, c, 0x9C, algP256, always, swSecurityStatus)
+	mustOK(t, c, insVerify, 0, refPIN, pin)
 	signECDSA(t, c, 0x9C, algP256, always, swOK)
 	signECDSA(t, c, 0x9C, algP256, always, swSecurityStatus)
 	signECDSA(t, c, 0x9A, algP256, once, swOK)
 	mustOK(t, c, insVerify, 0, refPIN, pin)
 	signECDSA(t, c, 0x9C, algP256, always, swOK)
+	// A VERIFY serves one private key operation only, whichever key uses it.
+	mustOK(t, c, insVerify, 0, refPIN, pin)
+	signECDSA(t, c, 0x9E, algP256, never, swOK)
+	signECDSA(t, c, 0x9C, algP256, always, swSecurityStatus)
 	selectPIV(t, c)
 	signECDSA(t, c, 0x9A, algP256, once, swSecurityStatus)
 	signECDSA(t, c, 0x9E, algP256, never, swOK)
