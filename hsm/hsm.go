@@ -18,6 +18,8 @@ var (
 	ErrWrongPIN         = errors.New("wrong HSM PIN")
 	ErrUnsupported      = errors.New("the token cannot do this")
 	ErrNotProven        = errors.New("proof of possession failed")
+	ErrWrongKEK         = errors.New("the KEK does not match the wrapped-key file's check value")
+	ErrBadBlob          = errors.New("the wrapped CA key does not unwrap to the CA key")
 )
 
 // Step names of an import, re-wrap or trial import, in order. The ceremony's per-flow step lists embed
