@@ -239,7 +239,7 @@ func (s *Session) WrapCA(ctx context.Context, k *KEK, c *CAKey, kekCheck wrap.Ch
 		KEKCheck:    kekCheck,
 		Fingerprint: fp,
 		KeyAlg:      c.Alg,
-		Mechanism:   fmt.Sprintf("pkcs11:%s %s %s %s", MechName(p.KWPMechanism), s.Token.LibraryManufacturer, s.Token.LibraryDescription, s.Token.LibraryVersion),
+		Mechanism:   s.wrapMechanism(p.KWPMechanism),
 		Blob:        blob,
 	}, nil
 }
@@ -322,4 +322,10 @@ func (s *Session) findByID(id []byte) ([]pkcs11.ObjectHandle, error) {
 		return nil, fmt.Errorf("hsm: C_FindObjectsFinal: %w", err)
 	}
 	return all, nil
+}
+
+// wrapMechanism names what produced a blob, for the file header: "pkcs11:CKM_AES_KEY_WRAP_PAD(0x210a)
+// SoftHSM Implementation of PKCS11 2.6".
+func (s *Session) wrapMechanism(m uint) string {
+	return fmt.Sprintf("pkcs11:%s %s %s %s", MechName(m), s.Token.LibraryManufacturer, s.Token.LibraryDescription, s.Token.LibraryVersion)
 }

@@ -17,10 +17,13 @@ type Object struct {
 	Token   bool
 	Label   string
 	ID      []byte
+	// Sensitive and Extractable are read for keys (false where the object has no such attribute).
+	Sensitive   bool
+	Extractable bool
 }
 
 func (o Object) String() string {
-	return fmt.Sprintf("class=%#x keytype=%#x token=%v label=%q id=%x", o.Class, o.KeyType, o.Token, o.Label, o.ID)
+	return fmt.Sprintf("class=%#x keytype=%#x token=%v label=%q id=%x sensitive=%v extractable=%v", o.Class, o.KeyType, o.Token, o.Label, o.ID, o.Sensitive, o.Extractable)
 }
 
 // ListObjects logs in to the token with the given serial on module with the user PIN and lists every
@@ -83,7 +86,7 @@ func listObjects(module, serial, pin string) ([]Object, error) {
 		var objs []Object
 		for _, h := range hs {
 			o := Object{Handle: uint(h)}
-			for _, typ := range []uint{pkcs11.CKA_CLASS, pkcs11.CKA_TOKEN, pkcs11.CKA_LABEL, pkcs11.CKA_ID, pkcs11.CKA_KEY_TYPE} {
+			for _, typ := range []uint{pkcs11.CKA_CLASS, pkcs11.CKA_TOKEN, pkcs11.CKA_LABEL, pkcs11.CKA_ID, pkcs11.CKA_KEY_TYPE, pkcs11.CKA_SENSITIVE, pkcs11.CKA_EXTRACTABLE} {
 				a, err := p.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(typ, nil)})
 				if err != nil {
 					continue
@@ -96,6 +99,10 @@ func listObjects(module, serial, pin string) ([]Object, error) {
 					o.KeyType = ulong(v)
 				case pkcs11.CKA_TOKEN:
 					o.Token = len(v) == 1 && v[0] != 0
+				case pkcs11.CKA_SENSITIVE:
+					o.Sensitive = len(v) == 1 && v[0] != 0
+				case pkcs11.CKA_EXTRACTABLE:
+					o.Extractable = len(v) == 1 && v[0] != 0
 				case pkcs11.CKA_LABEL:
 					o.Label = string(v)
 				case pkcs11.CKA_ID:
