@@ -59,3 +59,7 @@ func OpenCryptoki(t *testing.T, label string) *softtoken.Token {
 	}
 	return nil
 }
+
+// InOpenCryptokiRun reports whether this test process is the re-run inside openCryptoki's namespaces;
+// set-up that must happen outside (fixtures to hand in through the environment) checks it.
+func InOpenCryptokiRun() bool { return softtoken.InOpenCryptoki() }
