@@ -496,3 +496,18 @@ func cbcPadEncrypt(key, iv, plain []byte) []byte {
 	cipher.NewCBCEncrypter(b, iv).CryptBlocks(buf, buf)
 	return buf
 }
+
+// RunProbe opens the token cfg names, probes it (actively if asked) and closes the session: what
+// `custos hsm probe` runs. Render the result with Text or encoding/json.
+func RunProbe(ctx context.Context, cfg Config, active bool) (_ *ProbeResult, err error) {
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := s.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	return s.Probe(ctx, active)
+}
