@@ -5,7 +5,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"hash"
 	"math/big"
@@ -160,5 +159,3 @@ func oaepEncrypt(pub *rsa.PublicKey, hashName string, key []byte) ([]byte, error
 func rsaAESMech(hashName string) *pkcs11.Mechanism {
 	return pkcs11.NewMechanism(pkcs11.CKM_RSA_AES_KEY_WRAP, &pkcs11.RSAAESKeyWrapParams{AESKeyBits: 256, OAEPParams: *oaepParams(hashName)})
 }
-
-func isRV(err error, rv uint) bool { return errors.Is(err, pkcs11.Error(rv)) }

@@ -1,7 +1,6 @@
 package hsm
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -38,16 +37,6 @@ func (s *Session) getBool(h pkcs11.ObjectHandle, typ uint) (bool, error) {
 		return false, fmt.Errorf("hsm: attribute %#x of object %d is not a CK_BBOOL", typ, h)
 	}
 	return v[0] != 0, nil
-}
-
-func ulong(v []byte) uint {
-	switch len(v) {
-	case 8:
-		return uint(binary.NativeEndian.Uint64(v))
-	case 4:
-		return uint(binary.NativeEndian.Uint32(v))
-	}
-	return 0
 }
 
 // KeyAttrs are the security attributes read back from a key.
