@@ -51,7 +51,7 @@ func Canonicalize(b []byte) ([]byte, error) {
 }
 
 // Unmarshal decodes canonical JSON into v, refusing unknown fields and any input that is not exactly the
-// canonical encoding of what it holds. One trailing newline is allowed.
+// canonical encoding of what it decodes to. One trailing newline is allowed.
 func Unmarshal(b []byte, v any) error {
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	c, err := Canonicalize(b)
@@ -63,7 +63,19 @@ func Unmarshal(b []byte, v any) error {
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
-	return d.Decode(v)
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	// encoding/json matches member names case-insensitively and decodes base64 leniently; only input
+	// that re-encodes to itself is accepted, so no two files mean the same thing.
+	again, err := Marshal(v)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, b) {
+		return ErrNotCanonical
+	}
+	return nil
 }
 
 const maxSafeInteger = 1<<53 - 1

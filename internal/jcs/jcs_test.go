@@ -49,10 +49,17 @@ func TestUnmarshalStrict(t *testing.T) {
 		`{"a":1,"a":2,"b":"x"}`,     // duplicate key
 		`{"a":1,"b":"\u0078"}`,      // needless escape
 		"{\"a\":1,\"b\":\"x\"}\n\n", // two newlines
+		`{"A":1,"b":"x"}`,           // member name in another case
 	} {
 		if err := Unmarshal([]byte(in), &r); !errors.Is(err, ErrNotCanonical) {
 			t.Errorf("Unmarshal(%q) = %v, want ErrNotCanonical", in, err)
 		}
+	}
+	var blob struct {
+		B []byte `json:"b"`
+	}
+	if err := Unmarshal([]byte(`{"b":"AB=="}`), &blob); !errors.Is(err, ErrNotCanonical) {
+		t.Errorf("base64 with non-zero padding bits: %v, want ErrNotCanonical", err)
 	}
 	if err := Unmarshal([]byte(`{"a":1,"b":"x","c":2}`), &r); err == nil {
 		t.Error("unknown field accepted")
