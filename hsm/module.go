@@ -30,6 +30,32 @@ var (
 	modules   = map[[2]uint64]*module{}
 )
 
+// CheckModule hashes the module file and compares it with the pinned SHA-256 (lowercase hex), without
+// loading it: flows call it with the other pins, before any PIN is asked for. Open checks again.
+func CheckModule(path, expect string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("hsm: module: %w", err)
+	}
+	defer f.Close()
+	sum, err := fileSHA256(f)
+	if err != nil {
+		return fmt.Errorf("hsm: module %s: %w", path, err)
+	}
+	if sum != expect {
+		return fmt.Errorf("hsm: module %s has SHA-256 %s, pinned %s: %w", path, sum, expect, ErrModuleHash)
+	}
+	return nil
+}
+
+func fileSHA256(f *os.File) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 // loadModule hashes the module file and, when expect is set, refuses a different hash before anything
 // of the file is loaded. The library is then loaded from the same open file (through /proc/self/fd), so
 // what runs is what was hashed.
@@ -39,11 +65,10 @@ func loadModule(path, expect string) (*module, error) {
 		return nil, fmt.Errorf("hsm: module: %w", err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	sum, err := fileSHA256(f)
+	if err != nil {
 		return nil, fmt.Errorf("hsm: module %s: %w", path, err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
 	if expect != "" && sum != expect {
 		return nil, fmt.Errorf("hsm: module %s has SHA-256 %s, pinned %s: %w", path, sum, expect, ErrModuleHash)
 	}
