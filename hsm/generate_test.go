@@ -3,7 +3,9 @@ package hsm_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +26,18 @@ func testGenerate(t *testing.T, alg string) {
 	if f.File.KeyAlg != alg || !strings.Contains(f.File.Mechanism, "CKM_AES_KEY_WRAP_PAD(0x210a)") {
 		t.Errorf("file header %s %q", f.File.KeyAlg, f.File.Mechanism)
 	}
-	if f.Quirk != wrap.QuirkNone && f.Quirk != wrap.QuirkSoftHSMZeroPad {
-		t.Errorf("quirk %q", f.Quirk)
+	// SoftHSM 2.6.1 zero-pads the PKCS#8 before RFC 5649: the quirk is reported exactly when the DER's
+	// length is not a multiple of 8.
+	plain, err := wrap.Unwrap(f.KEK, f.File.Blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _, err := wrap.SplitQuirk(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[bool]wrap.Quirk{true: wrap.QuirkNone, false: wrap.QuirkSoftHSMZeroPad}[len(der)%8 == 0]; f.Quirk != want {
+		t.Errorf("%d-byte DER: quirk %q, want %q", len(der), f.Quirk, want)
 	}
 	if _, err := hsm.SoftwareCheck(f.KEK, f.File, f.Public); err != nil {
 		t.Fatal(err)
@@ -73,5 +85,74 @@ func TestCheckRootRefuses(t *testing.T) {
 	}
 	if err := hsm.CheckRoot(f.Cert, f.Cert.NotBefore.Add(48*time.Hour)); err == nil {
 		t.Fatal("notBefore two days before signing accepted")
+	}
+}
+
+// Lock makes the generated key non-extractable (read back), after which the token refuses to wrap it;
+// nothing in hsm destroys it by itself.
+func TestGenerateLock(t *testing.T) {
+	ctx := context.Background()
+	tok := testenv.SoftHSMToken(t, "lock")
+	s := open(t, tok)
+	p, err := s.Probe(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnd, err := s.Random(32)
+	if err != nil || len(rnd) != 32 {
+		t.Fatalf("C_GenerateRandom: %v", err)
+	}
+	ca, err := s.GenerateCA(ctx, "p256", "lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ca.Lock()
+	if err != nil || a.Extractable || !a.Sensitive || !a.Token {
+		t.Fatalf("lock: %v, %s", err, a)
+	}
+	kek := bytes.Repeat([]byte{9}, 32)
+	k, err := s.PutKEK(ctx, kek, hsm.TransportCreate, p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check, _ := wrap.KCV(kek)
+	if _, err := s.WrapCA(ctx, k, ca, check, p); err == nil || !strings.Contains(err.Error(), "CKR_KEY_UNEXTRACTABLE") {
+		t.Fatalf("wrap of a locked key: %v", err)
+	}
+	if err := k.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if objs := testenv.ListObjects(t, tok.Module, tok.Serial, tok.UserPIN); len(objs) != 2 {
+		t.Fatalf("after lock: %v", objs)
+	}
+	if err := ca.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	requireNoObjects(t, tok)
+}
+
+// RFC 4514 names and profile files.
+func TestParseDNAndProfile(t *testing.T) {
+	seq, err := hsm.ParseDN(`CN=Example Root\, R1+serialNumber=7,OU=PKI,O=Ex\2C Inc.,C=DE`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seq) != 4 || len(seq[3]) != 2 || seq[3][0].Value != "Example Root, R1" || seq[1][0].Value != "Ex, Inc." || seq[0][0].Value != "DE" {
+		t.Fatalf("parsed %v", seq)
+	}
+	for _, bad := range []string{"", "CN", "CN=", "XX=1", "CN=a,"} {
+		if _, err := hsm.ParseDN(bad); err == nil {
+			t.Errorf("ParseDN(%q) accepted", bad)
+		}
+	}
+	dir := t.TempDir()
+	good, short := filepath.Join(dir, "good.json"), filepath.Join(dir, "short.json")
+	os.WriteFile(good, []byte(`{"subject":"CN=Root,O=X,C=DE","validity_days":3650}`), 0o600)
+	os.WriteFile(short, []byte(`{"subject":"CN=Root","validity_days":365}`), 0o600)
+	if p, err := hsm.LoadRootProfile(good); err != nil || p.ValidityDays != 3650 {
+		t.Errorf("profile: %v %+v", err, p)
+	}
+	if _, err := hsm.LoadRootProfile(short); err == nil || !strings.Contains(err.Error(), "2922") {
+		t.Errorf("short profile: %v", err)
 	}
 }

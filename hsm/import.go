@@ -223,6 +223,9 @@ func (s *Session) Import(ctx context.Context, req ImportRequest) (res *ImportRes
 		tokH, err := copyObject(s, sessH, []*pkcs11.Attribute{attr(pkcs11.CKA_TOKEN, true)})
 		if err != nil {
 			res.CopyFallback = fmt.Sprintf("C_CopyObject: %v", err)
+			if !p.UnwrapKeepsAttributes {
+				return nil, fmt.Errorf("hsm: token %s: C_CopyObject of the CA key failed (%v), and the probe showed that an unwrap there does not keep CKA_SENSITIVE and CKA_EXTRACTABLE, so the key is not unwrapped straight to the token: %w", s.Token, err, ErrUnsupported)
+			}
 			tokH, err = unwrap(true)
 			if err != nil {
 				return nil, err

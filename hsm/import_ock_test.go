@@ -33,6 +33,16 @@ func TestImportOpenCryptoki(t *testing.T) {
 	requireNoObjects(t, tok)
 
 	f := fixture(t, "rsa4096")
+	// A module that cannot copy and does not keep unwrap attributes: no unwrap straight to the token.
+	t.Run("copy fails", func(t *testing.T) {
+		hsm.FailCopyObject(t)
+		req := importReq(f, hsm.TransportOAEP)
+		req.CAUnwrap, req.AllowHostUnwrap = hsm.UnwrapHostCBCPad, true
+		if _, err := s.Import(ctx, req); !errors.Is(err, hsm.ErrUnsupported) || !strings.Contains(err.Error(), "not unwrapped straight to the token") {
+			t.Fatalf("copy failure on openCryptoki: %v", err)
+		}
+		requireNoObjects(t, tok)
+	})
 	req = importReq(f, hsm.TransportOAEP)
 	if _, err := s.Import(ctx, req); !errors.Is(err, hsm.ErrUnsupported) || !strings.Contains(err.Error(), "host-cbcpad") {
 		t.Fatalf("kwp on openCryptoki: %v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custos-pki/custos/hsm"
 	"github.com/custos-pki/custos/internal/softtoken"
@@ -138,8 +139,18 @@ func TestImportRefusals(t *testing.T) {
 		t.Errorf("wrong KEK: %v", err)
 	}
 
+	other, err := hsm.RootCertificate(testenv.Key(t, "p256"), f.Cert.Subject.ToRDNSequence(), 9*365*24*time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req = importReq(f, hsm.TransportCreate)
+	req.Certificate = other
+	if _, err := s.Import(ctx, req); err == nil || !strings.Contains(err.Error(), "not the CA key") {
+		t.Errorf("certificate of another key: %v", err)
+	}
+
 	req = importReq(f, hsm.TransportRSAAES)
-	_, err := s.Import(ctx, req)
+	_, err = s.Import(ctx, req)
 	if !errors.Is(err, hsm.ErrUnsupported) || !strings.Contains(err.Error(), "it can: create, oaep") {
 		t.Errorf("rsa-aes on SoftHSM 2.6.1: %v", err)
 	}
