@@ -6,8 +6,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -28,15 +33,17 @@ var (
 
 // SoftHSMToken returns a fresh SoftHSM2 token with the given label and the PINs above. All tokens of a
 // test process share one SoftHSM configuration in a temporary directory (SoftHSM reads it once per
-// process); RemoveTokenDirs removes it at the end of TestMain.
+// process); RemoveTokenDirs removes it at the end of TestMain, and a later test process removes it if
+// that did not happen.
 func SoftHSMToken(t testing.TB, label string) *softtoken.Token {
 	t.Helper()
 	if _, err := os.Stat(softtoken.SoftHSMModule); err != nil {
 		Missing(t, "%s not found; run 'make deps' (as root) to install softhsm2", softtoken.SoftHSMModule)
 	}
 	softhsmOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "custos-softhsm-")
-		if err != nil {
+		removeStaleTokenDirs()
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("custos-softhsm-%d", os.Getpid()))
+		if err := os.Mkdir(dir, 0o700); err != nil {
 			softhsmErr = err
 			return
 		}
@@ -50,6 +57,21 @@ func SoftHSMToken(t testing.TB, label string) *softtoken.Token {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// removeStaleTokenDirs removes the SoftHSM directories of test processes that have ended (a TestMain
+// that does not call RemoveTokenDirs leaves its directory behind).
+func removeStaleTokenDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "custos-softhsm-*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(d), "custos-softhsm-"))
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, fs.ErrNotExist) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // RemoveTokenDirs removes the SoftHSM directory made by SoftHSMToken; TestMain calls it after m.Run.
