@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -143,7 +144,10 @@ whether the token can serve for generation.`,
 			if err != nil {
 				return err
 			}
-			r, err := hsm.RunProbe(cmd.Context(), cfg, active)
+			// SIGINT takes effect between the probe's tests; a PKCS#11 call in C runs to its end.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			r, err := hsm.RunProbe(ctx, cfg, active)
 			if err != nil {
 				return hsmError(err)
 			}
