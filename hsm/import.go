@@ -102,211 +102,227 @@ func (s *Session) Import(ctx context.Context, req ImportRequest) (res *ImportRes
 		return nil, fmt.Errorf("hsm: token %s cannot hold a %s CA key (no %s): %w", s.Token, alg, MechName(signMech), ErrUnsupported)
 	}
 
-	res = &ImportResult{Quirk: string(quirk), Label: req.Label}
-	objs := &objects{s: s}
+	im := &importer{s: s, req: req, keyType: keyType, objs: &objects{s: s},
+		res: &ImportResult{Quirk: string(quirk), Label: req.Label}}
 	defer func() {
-		if derr := objs.destroy(); derr != nil {
+		clear(im.oneTime)
+		if derr := im.objs.destroy(); derr != nil {
 			err = errors.Join(err, derr)
 		}
 		if err != nil {
 			res = nil
 		}
 	}()
-	done := func(step string) error {
-		res.Steps = append(res.Steps, step)
-		if req.AfterStep != nil {
-			req.AfterStep(step)
-		}
-		return ctx.Err()
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-
-	// probe
-	p := req.Probe
-	if p == nil {
-		if p, err = s.Probe(ctx, true); err != nil {
+	for _, step := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{StepProbe, im.probe}, {StepTransport, im.transport}, {StepUnwrap, im.unwrap}, {StepHarden, im.harden},
+		{StepCopy, im.copy}, {StepProve, im.prove}, {StepDestroy, im.destroy},
+	} {
+		if err := step.run(ctx); err != nil {
+			return nil, err
+		}
+		im.res.Steps = append(im.res.Steps, step.name)
+		if req.AfterStep != nil {
+			req.AfterStep(step.name)
+		}
+		// Cancellation takes effect between steps; after the last one the import is complete.
+		if err := ctx.Err(); err != nil && step.name != StepDestroy {
 			return nil, err
 		}
 	}
-	if err := s.chooseImport(p, req, res); err != nil {
-		return nil, err
-	}
-	if err := done(StepProbe); err != nil {
-		return nil, err
-	}
+	return im.res, nil
+}
 
-	// transport
-	var (
-		kek     *KEK
-		tk      *transportKey
-		payload []byte
-		oneTime []byte
-	)
-	defer clear(oneTime)
+// importer holds one import's state from step to step.
+type importer struct {
+	s       *Session
+	req     ImportRequest
+	keyType uint
+	res     *ImportResult
+	objs    *objects // everything created; what is left at the end is destroyed
+
+	p           *ProbeResult
+	kek         *KEK          // KEK or one-time key (kwp, host-cbcpad)
+	tk          *transportKey // rsa-aes
+	payload     []byte        // rsa-aes
+	oneTime     []byte        // host-cbcpad
+	sessH, keyH pkcs11.ObjectHandle
+}
+
+func (im *importer) probe(ctx context.Context) error {
+	im.p = im.req.Probe
+	if im.p == nil {
+		var err error
+		if im.p, err = im.s.Probe(ctx, true); err != nil {
+			return err
+		}
+	}
+	return im.s.chooseImport(im.p, im.req, im.res)
+}
+
+func (im *importer) transport(ctx context.Context) error {
+	s, res := im.s, im.res
+	var err error
 	switch {
 	case res.Transport == TransportRSAAES:
-		if tk, err = s.generateTransportKey(3072, objs); err != nil {
-			return nil, err
+		if im.tk, err = s.generateTransportKey(3072, im.objs); err != nil {
+			return err
 		}
-		th, err := s.hardenKey(tk.priv, false)
+		th, err := s.hardenKey(im.tk.priv, false)
 		if err != nil {
-			return nil, fmt.Errorf("hsm: transport key: %w", err)
+			return fmt.Errorf("hsm: transport key: %w", err)
 		}
-		res.TransportKey, res.OAEPHash = &th, p.RSAAESHashes[0]
-		if payload, err = RSAAESPayload(tk.pub, res.OAEPHash, req.KEK, req.File.Blob); err != nil {
-			return nil, err
-		}
+		res.TransportKey, res.OAEPHash = &th, im.p.RSAAESHashes[0]
+		im.payload, err = RSAAESPayload(im.tk.pub, res.OAEPHash, im.req.KEK, im.req.File.Blob)
+		return err
 	case res.CAUnwrap == UnwrapHostCBCPad:
 		// A one-time key, never the KEK, carries the CA key to the token.
-		oneTime = randBytes(32)
-		kek, err = s.PutKEK(ctx, oneTime, res.Transport, p, false)
+		im.oneTime = randBytes(32)
+		im.kek, err = s.PutKEK(ctx, im.oneTime, res.Transport, im.p, false)
 	default:
-		kek, err = s.PutKEK(ctx, req.KEK, res.Transport, p, false)
+		im.kek, err = s.PutKEK(ctx, im.req.KEK, res.Transport, im.p, false)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if kek != nil {
-		objs.hs = append(objs.hs, kek.objs.hs...)
-		res.KEK, res.TransportKey, res.OAEPHash = &kek.ReadBack, kek.TransportReadBack, kek.OAEPHash
-	}
-	if err := done(StepTransport); err != nil {
-		return nil, err
-	}
+	im.objs.hs = append(im.objs.hs, im.kek.objs.hs...)
+	res.KEK, res.TransportKey, res.OAEPHash = &im.kek.ReadBack, im.kek.TransportReadBack, im.kek.OAEPHash
+	return nil
+}
 
-	// unwrap
-	res.ID, err = keyID(req.CAPublic)
+func (im *importer) unwrap(context.Context) error {
+	var err error
+	if im.res.ID, err = keyID(im.req.CAPublic); err != nil {
+		return err
+	}
+	if im.req.Trial {
+		im.res.ID = randBytes(20)
+	}
+	im.sessH, err = im.unwrapTo(false)
+	return err
+}
+
+// unwrapTo unwraps the CA key as a session object, or (token) straight to the token.
+func (im *importer) unwrapTo(token bool) (pkcs11.ObjectHandle, error) {
+	s, res := im.s, im.res
+	tmpl := privateKeyTemplate(im.keyType, token, im.req.Label, res.ID)
+	var h pkcs11.ObjectHandle
+	var err error
+	switch {
+	case res.Transport == TransportRSAAES:
+		h, err = s.ctx.UnwrapKey(s.sh, []*pkcs11.Mechanism{rsaAESMech(res.OAEPHash)}, im.tk.priv, im.payload, tmpl)
+	case res.CAUnwrap == UnwrapHostCBCPad:
+		h, err = s.hostCBCPadUnwrap(im.req, im.oneTime, im.kek.h, tmpl)
+	default:
+		h, err = s.ctx.UnwrapKey(s.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(im.p.KWPMechanism, nil)}, im.kek.h, im.req.File.Blob, tmpl)
+	}
 	if err != nil {
-		return nil, err
+		return 0, fmt.Errorf("hsm: C_UnwrapKey (%s) of the CA key: %w", res.Mechanism, err)
 	}
-	if req.Trial {
-		res.ID = randBytes(20)
+	return im.objs.add(h), nil
+}
+
+func (im *importer) harden(context.Context) error {
+	var err error
+	if im.res.SessionKey, err = im.s.hardenKey(im.sessH, true); err != nil {
+		return fmt.Errorf("hsm: CA key (session copy): %w", err)
 	}
-	unwrap := func(token bool) (pkcs11.ObjectHandle, error) {
-		tmpl := privateKeyTemplate(keyType, token, req.Label, res.ID)
-		var h pkcs11.ObjectHandle
-		var err error
-		switch {
-		case res.Transport == TransportRSAAES:
-			h, err = s.ctx.UnwrapKey(s.sh, []*pkcs11.Mechanism{rsaAESMech(res.OAEPHash)}, tk.priv, payload, tmpl)
-		case res.CAUnwrap == UnwrapHostCBCPad:
-			h, err = s.hostCBCPadUnwrap(req, oneTime, kek.h, tmpl)
-		default:
-			h, err = s.ctx.UnwrapKey(s.sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(p.KWPMechanism, nil)}, kek.h, req.File.Blob, tmpl)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("hsm: C_UnwrapKey (%s) of the CA key: %w", res.Mechanism, err)
-		}
-		return objs.add(h), nil
+	im.keyH = im.sessH
+	return nil
+}
+
+// copy copies the hardened session key to the token (or, where the module cannot copy and the probe
+// showed it keeps unwrap attributes, unwraps it straight to the token), reads it back, and adds the
+// public key and certificate objects. A trial import keeps its session copy only.
+func (im *importer) copy(context.Context) error {
+	if im.req.Trial {
+		return nil
 	}
-	sessH, err := unwrap(false)
+	s, res := im.s, im.res
+	tokH, err := copyObject(s, im.sessH, []*pkcs11.Attribute{attr(pkcs11.CKA_TOKEN, true)})
 	if err != nil {
-		return nil, err
+		res.CopyFallback = fmt.Sprintf("C_CopyObject: %v", err)
+		if !im.p.UnwrapKeepsAttributes {
+			return fmt.Errorf("hsm: token %s: C_CopyObject of the CA key failed (%v), and the probe showed that an unwrap there does not keep CKA_SENSITIVE and CKA_EXTRACTABLE, so the key is not unwrapped straight to the token: %w", s.Token, err, ErrUnsupported)
+		}
+		if tokH, err = im.unwrapTo(true); err != nil {
+			return err
+		}
+	} else {
+		im.objs.add(tokH)
 	}
-	if err := done(StepUnwrap); err != nil {
-		return nil, err
+	th, err := s.hardenKey(tokH, true)
+	if err != nil {
+		return fmt.Errorf("hsm: CA key (token copy): %w", err)
 	}
+	if !th.Final.Token {
+		return errors.New("hsm: the CA key's token copy reads CKA_TOKEN false")
+	}
+	res.TokenKey, im.keyH = &th, tokH
+	pt, err := publicKeyTemplate(im.req.CAPublic, true, im.req.Label, res.ID)
+	if err != nil {
+		return err
+	}
+	ph, err := s.ctx.CreateObject(s.sh, pt)
+	if err != nil {
+		return fmt.Errorf("hsm: C_CreateObject (CA public key): %w", err)
+	}
+	im.objs.add(ph)
+	c := im.req.Certificate
+	if c == nil {
+		return nil
+	}
+	ch, err := s.ctx.CreateObject(s.sh, []*pkcs11.Attribute{
+		attr(pkcs11.CKA_CLASS, pkcs11.CKO_CERTIFICATE),
+		attr(pkcs11.CKA_CERTIFICATE_TYPE, pkcs11.CKC_X_509),
+		attr(pkcs11.CKA_TOKEN, true),
+		attr(pkcs11.CKA_PRIVATE, false),
+		attr(pkcs11.CKA_LABEL, im.req.Label),
+		attr(pkcs11.CKA_ID, res.ID),
+		attr(pkcs11.CKA_SUBJECT, c.RawSubject),
+		attr(pkcs11.CKA_ISSUER, c.RawIssuer),
+		attr(pkcs11.CKA_VALUE, c.Raw),
+	})
+	if err != nil {
+		return fmt.Errorf("hsm: C_CreateObject (CA certificate): %w", err)
+	}
+	im.objs.add(ch)
+	return nil
+}
 
-	// harden
-	if res.SessionKey, err = s.hardenKey(sessH, true); err != nil {
-		return nil, fmt.Errorf("hsm: CA key (session copy): %w", err)
+// prove signs the proof through the handle of the imported key and shows that it cannot be wrapped out.
+func (im *importer) prove(ctx context.Context) error {
+	var err error
+	if im.res.Proof, err = im.s.prove(im.keyH, im.req.CAPublic, im.req.RecordID, im.req.ManifestKey); err != nil {
+		return err
 	}
-	if err := done(StepHarden); err != nil {
-		return nil, err
-	}
+	im.res.WrapRefused, err = im.s.tryWrapOut(ctx, im.keyH, im.p, im.objs)
+	return err
+}
 
-	// copy
-	keyH := sessH
-	if !req.Trial {
-		tokH, err := copyObject(s, sessH, []*pkcs11.Attribute{attr(pkcs11.CKA_TOKEN, true)})
-		if err != nil {
-			res.CopyFallback = fmt.Sprintf("C_CopyObject: %v", err)
-			if !p.UnwrapKeepsAttributes {
-				return nil, fmt.Errorf("hsm: token %s: C_CopyObject of the CA key failed (%v), and the probe showed that an unwrap there does not keep CKA_SENSITIVE and CKA_EXTRACTABLE, so the key is not unwrapped straight to the token: %w", s.Token, err, ErrUnsupported)
-			}
-			tokH, err = unwrap(true)
-			if err != nil {
-				return nil, err
-			}
-		} else {
-			objs.add(tokH)
-		}
-		th, err := s.hardenKey(tokH, true)
-		if err != nil {
-			return nil, fmt.Errorf("hsm: CA key (token copy): %w", err)
-		}
-		if !th.Final.Token {
-			return nil, errors.New("hsm: the CA key's token copy reads CKA_TOKEN false")
-		}
-		res.TokenKey, keyH = &th, tokH
-		pt, err := publicKeyTemplate(req.CAPublic, true, req.Label, res.ID)
-		if err != nil {
-			return nil, err
-		}
-		ph, err := s.ctx.CreateObject(s.sh, pt)
-		if err != nil {
-			return nil, fmt.Errorf("hsm: C_CreateObject (CA public key): %w", err)
-		}
-		objs.add(ph)
-		if c := req.Certificate; c != nil {
-			ch, err := s.ctx.CreateObject(s.sh, []*pkcs11.Attribute{
-				attr(pkcs11.CKA_CLASS, pkcs11.CKO_CERTIFICATE),
-				attr(pkcs11.CKA_CERTIFICATE_TYPE, pkcs11.CKC_X_509),
-				attr(pkcs11.CKA_TOKEN, true),
-				attr(pkcs11.CKA_PRIVATE, false),
-				attr(pkcs11.CKA_LABEL, req.Label),
-				attr(pkcs11.CKA_ID, res.ID),
-				attr(pkcs11.CKA_SUBJECT, c.RawSubject),
-				attr(pkcs11.CKA_ISSUER, c.RawIssuer),
-				attr(pkcs11.CKA_VALUE, c.Raw),
-			})
-			if err != nil {
-				return nil, fmt.Errorf("hsm: C_CreateObject (CA certificate): %w", err)
-			}
-			objs.add(ch)
-		}
-	}
-	if err := done(StepCopy); err != nil {
-		return nil, err
-	}
-
-	// prove: sign through the handle of the imported key, and show that it cannot be wrapped out.
-	if res.Proof, err = s.prove(keyH, req.CAPublic, req.RecordID, req.ManifestKey); err != nil {
-		return nil, err
-	}
-	if res.WrapRefused, err = s.tryWrapOut(ctx, keyH, p, objs); err != nil {
-		return nil, err
-	}
-	if err := done(StepProve); err != nil {
-		return nil, err
-	}
-
-	// destroy: everything but the token copy, its public key and certificate.
-	keep := map[pkcs11.ObjectHandle]bool{}
-	if !req.Trial {
-		for _, h := range objs.hs {
-			if isToken, _ := s.getBool(h, pkcs11.CKA_TOKEN); isToken {
-				keep[h] = true
-			}
-		}
-	}
+// destroy destroys everything the import created but the token copy, its public key and certificate.
+func (im *importer) destroy(context.Context) error {
 	var kept []pkcs11.ObjectHandle
-	for h := range keep {
-		objs.forget(h)
-		kept = append(kept, h)
+	if !im.req.Trial {
+		for _, h := range im.objs.hs {
+			if isToken, _ := im.s.getBool(h, pkcs11.CKA_TOKEN); isToken {
+				kept = append(kept, h)
+			}
+		}
 	}
-	if err := objs.destroy(); err != nil {
-		objs.hs = kept
-		return nil, err
+	for _, h := range kept {
+		im.objs.forget(h)
 	}
-	// The import is complete: a cancellation now has no step left to stop.
-	res.Steps = append(res.Steps, StepDestroy)
-	if req.AfterStep != nil {
-		req.AfterStep(StepDestroy)
+	err := im.objs.destroy()
+	if err != nil {
+		im.objs.hs = kept // a failed import leaves nothing
 	}
-	return res, nil
+	return err
 }
 
 // chooseImport resolves the CA unwrap method and the KEK transport against the active probe.

@@ -23,6 +23,10 @@ func TestImportOpenCryptoki(t *testing.T) {
 	}
 	s := open(t, tok)
 	ctx := context.Background()
+	p, err := s.Probe(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	p384 := fixture(t, "p384")
 	req := importReq(p384, hsm.TransportOAEP)
@@ -37,7 +41,7 @@ func TestImportOpenCryptoki(t *testing.T) {
 	t.Run("copy fails", func(t *testing.T) {
 		hsm.FailCopyObject(t)
 		req := importReq(f, hsm.TransportOAEP)
-		req.CAUnwrap, req.AllowHostUnwrap = hsm.UnwrapHostCBCPad, true
+		req.CAUnwrap, req.AllowHostUnwrap, req.Probe = hsm.UnwrapHostCBCPad, true, p
 		if _, err := s.Import(ctx, req); !errors.Is(err, hsm.ErrUnsupported) || !strings.Contains(err.Error(), "not unwrapped straight to the token") {
 			t.Fatalf("copy failure on openCryptoki: %v", err)
 		}
@@ -47,7 +51,7 @@ func TestImportOpenCryptoki(t *testing.T) {
 	if _, err := s.Import(ctx, req); !errors.Is(err, hsm.ErrUnsupported) || !strings.Contains(err.Error(), "host-cbcpad") {
 		t.Fatalf("kwp on openCryptoki: %v", err)
 	}
-	req.CAUnwrap, req.AllowHostUnwrap = hsm.UnwrapHostCBCPad, true
+	req.CAUnwrap, req.AllowHostUnwrap, req.Probe = hsm.UnwrapHostCBCPad, true, p
 	res, err := s.Import(ctx, req)
 	if err != nil {
 		t.Fatal(err)

@@ -100,9 +100,14 @@ func TestImportCancel(t *testing.T) {
 	f := fixture(t, "p384")
 	tok := testenv.SoftHSMToken(t, "cancel")
 	s := open(t, tok)
+	p, err := s.Probe(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, step := range hsm.ImportSteps[:len(hsm.ImportSteps)-1] {
 		ctx, cancel := context.WithCancel(context.Background())
 		req := importReq(f, hsm.TransportAuto)
+		req.Probe = p
 		req.AfterStep = func(done string) {
 			if done == step {
 				cancel()
