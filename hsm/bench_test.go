@@ -65,37 +65,36 @@ func benchImport(b *testing.B, n int) {
 	rand.Read(kek)
 	keys := benchKeys(b, kek, n)
 	d := newDirect(b, tok, p.KWPMechanism)
-	runCustos := func() time.Duration {
+	runCustos := func(k benchKey) time.Duration {
 		t0 := time.Now()
-		for _, k := range keys {
-			if _, err := s.Import(ctx, hsm.ImportRequest{KEK: kek, File: k.file, CAPublic: k.pub, Certificate: k.cert,
-				Label: "bench", Transport: hsm.TransportCreate, Probe: p, RecordID: "bench", ManifestKey: "SHA256:bench"}); err != nil {
-				b.Fatal(err)
-			}
+		if _, err := s.Import(ctx, hsm.ImportRequest{KEK: kek, File: k.file, CAPublic: k.pub, Certificate: k.cert,
+			Label: "bench", Transport: hsm.TransportCreate, Probe: p, RecordID: "bench", ManifestKey: "SHA256:bench"}); err != nil {
+			b.Fatal(err)
 		}
 		return time.Since(t0)
 	}
-	runDirect := func() time.Duration {
+	runDirect := func(k benchKey) time.Duration {
 		t0 := time.Now()
-		for _, k := range keys {
-			d.importKey(kek, k)
-		}
+		d.importKey(kek, k)
 		return time.Since(t0)
 	}
 	var custos, direct time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		// Alternate the order, and start each half on an empty token, so neither side pays for the other.
-		if i%2 == 0 {
-			custos += runCustos()
-			d.clear()
-			direct += runDirect()
-		} else {
-			direct += runDirect()
-			d.clear()
-			custos += runCustos()
+		// Interleave key by key, alternating which goes first, so that both see the same load and the
+		// same number of objects in the token.
+		for j, k := range keys {
+			if (i+j)%2 == 0 {
+				custos += runCustos(k)
+				direct += runDirect(k)
+			} else {
+				direct += runDirect(k)
+				custos += runCustos(k)
+			}
 		}
+		b.StopTimer()
 		d.clear()
+		b.StartTimer()
 	}
 	b.ReportMetric(float64(custos)/float64(direct), "custos/direct")
 	b.ReportMetric(float64(custos.Microseconds())/float64(b.N*n), "µs/import")
