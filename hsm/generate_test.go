@@ -3,6 +3,7 @@ package hsm_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +70,22 @@ func testGenerate(t *testing.T, alg string) {
 	}
 	if err := res.Proof.Verify(f.Public); err != nil {
 		t.Fatal(err)
+	}
+	// The proof binds the record, the manifest key, the token and the nonce.
+	for _, tamper := range []func(p *hsm.Proof){
+		func(p *hsm.Proof) { p.RecordID = "rec-2" },
+		func(p *hsm.Proof) { p.ManifestKey = "SHA256:other" },
+		func(p *hsm.Proof) { p.TokenSHA256 = strings.Repeat("0", 64) },
+		func(p *hsm.Proof) { p.Nonce = bytes.Repeat([]byte{1}, 32) },
+	} {
+		p := *res.Proof
+		tamper(&p)
+		if err := p.Verify(f.Public); !errors.Is(err, hsm.ErrNotProven) {
+			t.Errorf("tampered proof %+v: %v", p, err)
+		}
+	}
+	if err := res.Proof.Verify(testenv.Key(t, "p256").Public()); err == nil {
+		t.Error("proof verified under another key")
 	}
 	if res.TokenKey != nil || !res.SessionKey.Final.Sensitive || res.SessionKey.Final.Extractable || res.SessionKey.Final.Token {
 		t.Errorf("trial copy attributes %+v", res.SessionKey)
