@@ -25,6 +25,7 @@ type SplitOptions struct {
 	Generate           int    // generate a random secret of this many bytes (16, 24 or 32)
 	Out                string // the new directory
 	Deviations         []string
+	Host               Facts // the custos binary and host facts the record keeps (version, SHA-256)
 	Now                func() time.Time
 }
 
@@ -38,6 +39,7 @@ type SplitResult struct {
 	ManifestKey    string `json:"manifest_key"`
 	SecretCheck    string `json:"secret_check"`
 	ManifestSHA256 string `json:"manifest_sha256"`
+	Seal           string `json:"seal"`
 }
 
 // Split divides a secret among a roster's custodians: pins first, then the secret, shares and check
@@ -107,22 +109,76 @@ func Split(o SplitOptions) (*SplitResult, error) {
 	if err := out.WriteFile("roster.json", rosterBytes); err != nil {
 		return nil, err
 	}
-	manifestFile, err := signManifest(m, secret)
+	key, err := manifestKey(m, secret)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	manifestFile, err := m.Sign(key)
 	if err != nil {
 		return nil, err
 	}
 	if err := out.WriteFile("manifest.json", manifestFile); err != nil {
 		return nil, err
 	}
+	fp, _ := m.ManifestKeyFingerprint()
+	seal, err := sealSplit(out, m, o, manifestFile, key)
+	if err != nil {
+		return nil, err
+	}
 	if err := out.Commit(); err != nil {
 		return nil, err
 	}
-	fp, _ := m.ManifestKeyFingerprint()
 	return &SplitResult{
 		Dir: o.Out, CeremonyID: id, Threshold: m.Threshold, Custodians: len(m.Custodians),
 		RosterSHA256: m.RosterSHA, ManifestKey: fp, SecretCheck: m.SecretCheck,
-		ManifestSHA256: shares.FileSHA256(manifestFile),
+		ManifestSHA256: shares.FileSHA256(manifestFile), Seal: seal,
 	}, nil
+}
+
+// sealSplit writes the split's transcript into the record being built and seals it with the manifest key.
+func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, manifestFile []byte, key ed25519.PrivateKey) (string, error) {
+	host := Facts{"rehearsal": o.Rehearsal}
+	for k, v := range o.Host {
+		host[k] = v
+	}
+	t, err := BeginTranscript(out.TempPath(TranscriptFile), "split", m.CeremonyID, "", host, o.Now)
+	if err != nil {
+		return "", err
+	}
+	defer t.Close()
+	source := "generated (OS random)"
+	if o.Secret != nil {
+		source = "file (rehearsal)"
+	}
+	fp, _ := m.ManifestKeyFingerprint()
+	custodians := []any{}
+	for _, e := range m.Custodians {
+		custodians = append(custodians, Facts{"name": e.Name, "recipient": e.Recipient, "kind": e.Kind, "x": e.Share.X,
+			"commitment": e.Share.Commitment, "share_file_sha256": e.Share.FileSHA256, "check_file_sha256": e.Check.FileSHA256})
+	}
+	deviations := []any{}
+	for _, d := range m.Deviations {
+		deviations = append(deviations, d)
+	}
+	for _, ev := range []struct {
+		step  string
+		facts Facts
+	}{
+		{"pins", Facts{"roster_sha256": m.RosterSHA, "roster_pinned": o.ExpectRosterSHA256 != ""}},
+		{"secret", Facts{"source": source, "size": m.SecretSize, "check_value": m.SecretCheck}},
+		{"shares", Facts{"threshold": m.Threshold, "custodians": custodians}},
+		{"manifest", Facts{"manifest_sha256": shares.FileSHA256(manifestFile), "manifest_key": fp, "deviations": deviations}},
+	} {
+		if err := t.Append(ev.step, Actor{Role: "custos"}, ev.facts); err != nil {
+			return "", err
+		}
+	}
+	files, err := RecordFiles(out.TempPath("."))
+	if err != nil {
+		return "", err
+	}
+	return t.Seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess, Files: files}, ManifestKeySigner(key))
 }
 
 // sealedFiles are one custodian's share file and check file.
@@ -223,8 +279,9 @@ func sealFor(m *shares.Manifest, member shares.Member, r age.Recipient, s shares
 	}, shareFile, checkFile, nil
 }
 
-// signManifest fills in the secret's check value and the manifest key derived from it, and signs.
-func signManifest(m *shares.Manifest, secret []byte) ([]byte, error) {
+// manifestKey fills in the secret's check value and the manifest key derived from it, and returns that
+// key; the caller wipes it.
+func manifestKey(m *shares.Manifest, secret []byte) (ed25519.PrivateKey, error) {
 	kcv, err := wrap.KCV(secret)
 	if err != nil {
 		return nil, err
@@ -234,9 +291,8 @@ func signManifest(m *shares.Manifest, secret []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer clear(key)
 	m.ManifestKey = []byte(key.Public().(ed25519.PublicKey))
-	return m.Sign(key)
+	return key, nil
 }
 
 func newCeremonyID() (string, error) {

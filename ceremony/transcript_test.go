@@ -39,6 +39,15 @@ func sealedRecord(t *testing.T, dir, link string) (string, string, ed25519.Priva
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The split's own record verifies; then its transcript is replaced by one that links link.
+	vr, err := VerifyRecord(rec)
+	if err != nil {
+		t.Fatalf("split record: %v", err)
+	}
+	if vr.Seal != res.Seal {
+		t.Fatalf("split record seal %s, split said %s", vr.Seal, res.Seal)
+	}
+	os.Remove(filepath.Join(rec, TranscriptFile))
 	tr, err := BeginTranscript(filepath.Join(rec, TranscriptFile), "split", res.CeremonyID, link, Facts{"custos": "test"}, nil)
 	if err != nil {
 		t.Fatal(err)
