@@ -108,27 +108,35 @@ func newTrust(roots, intermediates []*x509.Certificate, rehearsal bool, name str
 // An F9 certificate without basic constraints is accepted, as genuine ones from YubiKey 4 and early
 // YubiKey 5 firmware lack them; one that says it is not a CA is refused.
 func VerifyChain(slotCert, f9Cert *x509.Certificate, t *Trust) (*Attestation, error) {
+	a, err := verifyChain(slotCert, f9Cert, t)
+	if err != nil {
+		return nil, fmt.Errorf("card: %w", err)
+	}
+	return a, nil
+}
+
+func verifyChain(slotCert, f9Cert *x509.Certificate, t *Trust) (*Attestation, error) {
 	if slotCert == nil || f9Cert == nil || t == nil {
-		return nil, fmt.Errorf("card: %w: missing certificate or trust", ErrAttestation)
+		return nil, fmt.Errorf("%w: missing certificate or trust", ErrAttestation)
 	}
 	if !bytes.Equal(slotCert.RawIssuer, f9Cert.RawSubject) {
-		return nil, fmt.Errorf("card: %w: slot attestation %q names issuer %q, not this F9 certificate (%q)",
+		return nil, fmt.Errorf("%w: slot attestation %q names issuer %q, not this F9 certificate (%q)",
 			ErrAttestation, slotCert.Subject.CommonName, slotCert.Issuer, f9Cert.Subject)
 	}
 	if f9Cert.BasicConstraintsValid && !f9Cert.IsCA {
-		return nil, fmt.Errorf("card: %w: F9 certificate %q says it is not a CA", ErrAttestation, f9Cert.Subject)
+		return nil, fmt.Errorf("%w: F9 certificate %q says it is not a CA", ErrAttestation, f9Cert.Subject)
 	}
 	if err := f9Cert.CheckSignature(slotCert.SignatureAlgorithm, slotCert.RawTBSCertificate, slotCert.Signature); err != nil {
-		return nil, fmt.Errorf("card: %w: slot attestation %q: signature does not verify under the F9 key: %v",
+		return nil, fmt.Errorf("%w: slot attestation %q: signature does not verify under the F9 key: %v",
 			ErrAttestation, slotCert.Subject.CommonName, err)
 	}
 	if len(slotCert.UnhandledCriticalExtensions) != 0 {
-		return nil, fmt.Errorf("card: %w: slot attestation %q has an unknown critical extension %v",
+		return nil, fmt.Errorf("%w: slot attestation %q has an unknown critical extension %v",
 			ErrAttestation, slotCert.Subject.CommonName, slotCert.UnhandledCriticalExtensions[0])
 	}
 	now := time.Now()
 	if now.Before(slotCert.NotBefore) || now.After(slotCert.NotAfter) {
-		return nil, fmt.Errorf("card: %w: slot attestation %q is valid from %s to %s, not now",
+		return nil, fmt.Errorf("%w: slot attestation %q is valid from %s to %s, not now",
 			ErrAttestation, slotCert.Subject.CommonName, slotCert.NotBefore.Format(time.DateOnly), slotCert.NotAfter.Format(time.DateOnly))
 	}
 	// The F9 certificate is the leaf of this verification, so its own basic constraints and path
@@ -141,16 +149,16 @@ func VerifyChain(slotCert, f9Cert *x509.Certificate, t *Trust) (*Attestation, er
 		CurrentTime:   now,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("card: %w: F9 certificate %q (issued by %q) does not chain to %s: %v",
+		return nil, fmt.Errorf("%w: F9 certificate %q (issued by %q) does not chain to %s: %v",
 			ErrAttestation, f9Cert.Subject, f9Cert.Issuer, t.name, err)
 	}
 	if !t.acceptable(chains, f9Cert) {
-		return nil, fmt.Errorf("card: %w: F9 certificate %q chains to Yubico's U2F root but is not a PIV attestation certificate",
+		return nil, fmt.Errorf("%w: F9 certificate %q chains to Yubico's U2F root but is not a PIV attestation certificate",
 			ErrAttestation, f9Cert.Subject)
 	}
 	a, err := parseAttestation(slotCert)
 	if err != nil {
-		return nil, fmt.Errorf("card: %w: slot attestation %q: %v", ErrAttestation, slotCert.Subject.CommonName, err)
+		return nil, fmt.Errorf("%w: slot attestation %q: %v", ErrAttestation, slotCert.Subject.CommonName, err)
 	}
 	a.Rehearsal = t.rehearsal
 	return a, nil
