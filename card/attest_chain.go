@@ -148,6 +148,10 @@ func verifyChain(slotCert, f9Cert *x509.Certificate, t *Trust) (*Attestation, er
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 		CurrentTime:   now,
 	})
+	if err != nil && !t.rehearsal && strings.Contains(f9Cert.Issuer.String(), RehearsalRootMarker) {
+		return nil, fmt.Errorf("%w: F9 certificate %q is issued by a virtual card's root (%q); production trusts only Yubico's roots",
+			ErrAttestation, f9Cert.Subject, f9Cert.Issuer)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: F9 certificate %q (issued by %q) does not chain to %s: %v",
 			ErrAttestation, f9Cert.Subject, f9Cert.Issuer, t.name, err)
