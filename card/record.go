@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/custos-pki/custos/internal/jcs"
 	"github.com/custos-pki/custos/shares"
@@ -110,14 +111,14 @@ func (r *Record) validate() error {
 	}
 	rcp, err := ParseRecipient(r.Recipient)
 	if err != nil {
-		return err
+		return unprefixed(err)
 	}
 	if rcp.String() != r.Recipient {
 		return fmt.Errorf("recipient %q is not in canonical form %q", r.Recipient, rcp)
 	}
 	stub, err := ParseStub(r.Identity)
 	if err != nil {
-		return err
+		return unprefixed(err)
 	}
 	if stub.String() != r.Identity {
 		return fmt.Errorf("identity is not in canonical form (trailing payload bytes)")
@@ -152,6 +153,9 @@ func (r *Record) validate() error {
 	}
 	return nil
 }
+
+// unprefixed returns err's message without the package prefix, for errors that Validate prefixes again.
+func unprefixed(err error) error { return errors.New(strings.TrimPrefix(err.Error(), "card: ")) }
 
 // validate checks a key record's policies and its P-256 key.
 func (k *KeyRecord) validate(which string) (*ecdsa.PublicKey, error) {
