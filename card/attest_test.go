@@ -306,7 +306,9 @@ func TestParseAttestation(t *testing.T) {
 			c.Extensions = keep
 		}
 	}
-	cn := func(s string) func(c *x509.Certificate) { return func(c *x509.Certificate) { c.Subject.CommonName = s } }
+	cn := func(s string) func(c *x509.Certificate) {
+		return func(c *x509.Certificate) { c.Subject.CommonName = s }
+	}
 	for name, mutate := range map[string]func(*x509.Certificate){
 		"subject without prefix":     cn("Some Certificate 9a"),
 		"slot in upper case":         cn("YubiKey PIV Attestation 9A"),
