@@ -47,7 +47,6 @@ type Link struct {
 	addr string
 	busy sync.Mutex // held while a message is handled, and by Swap
 
-
 	mu       sync.Mutex
 	cond     *sync.Cond // broadcast on every change below
 	card     *Card
