@@ -1,0 +1,124 @@
+package ceremony
+
+import (
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/custos-pki/custos/internal/fsx"
+	"github.com/custos-pki/custos/internal/jcs"
+	"github.com/custos-pki/custos/shares"
+)
+
+// ReceiptFormat is the version string of a health-check receipt.
+const ReceiptFormat = "custos-receipt-v1"
+
+// Receipt is the record of one custodian's health check. It says that the custodian's key opened the
+// check token and that the share file on disk is the one the signed manifest lists; it says nothing of
+// the share itself, which a check never opens. Card is null for software custodians; for a card it holds
+// the signature of the card's attested signing key over the receipt (custos-receipt-v1).
+type Receipt struct {
+	Format          string       `json:"format"`
+	CeremonyID      string       `json:"ceremony_id"`
+	Generation      int          `json:"generation"`
+	Custodian       string       `json:"custodian"`
+	Recipient       string       `json:"recipient"`
+	Rehearsal       bool         `json:"rehearsal"`
+	ManifestSHA256  string       `json:"manifest_sha256"`
+	ShareFileSHA256 string       `json:"share_file_sha256"`
+	CheckFileSHA256 string       `json:"check_file_sha256"`
+	Time            string       `json:"time"`
+	Nonce           []byte       `json:"nonce"`
+	Outcome         string       `json:"outcome"`
+	Card            *ReceiptCard `json:"card"`
+}
+
+// ReceiptCard is a card's signature over a receipt.
+type ReceiptCard struct {
+	Serial     uint32 `json:"serial"`
+	SigningKey []byte `json:"signing_key"`
+	Signature  []byte `json:"signature"`
+}
+
+// ShareCheckOptions are the inputs of share check.
+type ShareCheckOptions struct {
+	Ceremony          string
+	ExpectManifestKey string
+	Rehearsal         bool
+	Identity          string // a file holding the custodian's native age X25519 identity
+	Receipt           string // where to write the receipt; empty for none
+	Now               func() time.Time
+}
+
+// ShareCheck proves one custodian's key, and the share file on disk, intact without opening the share:
+// the key opens the check token, whose value the manifest commits to, and the share file's SHA-256 is
+// the signed one.
+func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
+	if o.Receipt != "" {
+		if err := fsx.CheckNew(o.Receipt); err != nil {
+			return nil, err
+		}
+	}
+	lm, err := loadManifest(o.Ceremony, o.ExpectManifestKey, o.Rehearsal)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := readIdentityFiles([]string{o.Identity})
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) != 1 {
+		return nil, fmt.Errorf("%w: identity file %s holds %d identities; a check is for one custodian", ErrUsage, o.Identity, len(ids))
+	}
+	r := ids[0].id.Recipient().String()
+	var e *shares.Entry
+	for i := range lm.Custodians {
+		if lm.Custodians[i].Recipient == r {
+			e = &lm.Custodians[i]
+		}
+	}
+	if e == nil {
+		return nil, fmt.Errorf("identity file %s is not a custodian of ceremony %s (its recipient %s is not in the manifest)", o.Identity, lm.CeremonyID, r)
+	}
+	checkFile, err := lm.readListed(e.Check.File, e.Check.FileSHA256)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := decryptArmored(checkFile, ids[0].id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the identity of %q does not open its check token: %v", lm.path(e.Check.File), e.Name, err)
+	}
+	tok, err := shares.ParseCheckToken(plain)
+	clear(plain)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", lm.path(e.Check.File), err)
+	}
+	defer tok.Wipe()
+	if tok.CeremonyID != lm.CeremonyID || tok.Generation != lm.Generation || tok.Custodian != e.Name || tok.ValueSHA256() != e.Check.ValueSHA256 {
+		return nil, fmt.Errorf("%s: the check token does not match the signed manifest", lm.path(e.Check.File))
+	}
+	// The share file is only hashed, never decrypted.
+	shareFile, err := lm.readListed(e.Share.File, e.Share.FileSHA256)
+	if err != nil {
+		return nil, err
+	}
+	rc := &Receipt{
+		Format: ReceiptFormat, CeremonyID: lm.CeremonyID, Generation: lm.Generation, Custodian: e.Name,
+		Recipient: e.Recipient, Rehearsal: lm.Rehearsal, ManifestSHA256: shares.FileSHA256(lm.file),
+		ShareFileSHA256: shares.FileSHA256(shareFile), CheckFileSHA256: shares.FileSHA256(checkFile),
+		Time: now(o.Now), Nonce: make([]byte, 32), Outcome: "pass",
+	}
+	if _, err := rand.Read(rc.Nonce); err != nil {
+		return nil, err
+	}
+	if o.Receipt != "" {
+		b, err := jcs.Marshal(rc)
+		if err != nil {
+			return nil, err
+		}
+		if err := fsx.WriteFile(o.Receipt, append(b, '\n')); err != nil {
+			return nil, err
+		}
+	}
+	return rc, nil
+}

@@ -1,0 +1,255 @@
+package ceremony
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/custos-pki/custos/internal/fsx"
+	"github.com/custos-pki/custos/shares"
+	"github.com/custos-pki/custos/wrap"
+)
+
+// SplitOptions are the inputs of a plain split.
+type SplitOptions struct {
+	Roster             string // path of roster.json
+	ExpectRosterSHA256 string // the roster's SHA-256 from the minutes; required in production
+	Rehearsal          bool
+	Secret             []byte // the secret to split (rehearsal only); nil with Generate
+	Generate           int    // generate a random secret of this many bytes (16, 24 or 32)
+	Out                string // the new directory
+	Deviations         []string
+	Now                func() time.Time
+}
+
+// SplitResult is what a split reports.
+type SplitResult struct {
+	Dir            string `json:"dir"`
+	CeremonyID     string `json:"ceremony_id"`
+	Threshold      int    `json:"threshold"`
+	Custodians     int    `json:"custodians"`
+	RosterSHA256   string `json:"roster_sha256"`
+	ManifestKey    string `json:"manifest_key"`
+	SecretCheck    string `json:"secret_check"`
+	ManifestSHA256 string `json:"manifest_sha256"`
+}
+
+// Split divides a secret among a roster's custodians: pins first, then the secret, shares and check
+// tokens encrypted to each custodian, and a manifest signed by the key derived from the secret, all
+// written to a new directory at once.
+func Split(o SplitOptions) (*SplitResult, error) {
+	rosterBytes, roster, err := loadRoster(o.Roster, o.ExpectRosterSHA256, o.Rehearsal)
+	if err != nil {
+		return nil, err
+	}
+	if err := fsx.CheckNew(o.Out); err != nil {
+		return nil, err
+	}
+	recipients := make([]age.Recipient, len(roster.Custodians))
+	for i, m := range roster.Custodians {
+		if recipients[i], err = recipientFor(m); err != nil {
+			return nil, err
+		}
+	}
+
+	secret := o.Secret
+	switch {
+	case secret != nil && o.Generate != 0:
+		return nil, fmt.Errorf("%w: give either a secret file or --generate, not both", ErrUsage)
+	case secret == nil && o.Generate == 0:
+		return nil, fmt.Errorf("%w: give --secret-file (rehearsal) or --generate 16|24|32", ErrUsage)
+	case secret != nil && !o.Rehearsal:
+		return nil, fmt.Errorf("%w: a secret read from a file is for rehearsals only (a production secret never touches disk); use --generate", ErrUsage)
+	case secret == nil:
+		if !shares.ValidSecretSize(o.Generate) {
+			return nil, fmt.Errorf("%w: --generate %d: choose 16, 24 or 32 bytes", ErrUsage, o.Generate)
+		}
+		secret = make([]byte, o.Generate)
+		defer clear(secret)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, err
+		}
+	}
+	if !shares.ValidSecretSize(len(secret)) {
+		return nil, fmt.Errorf("the secret is %d bytes; custos splits AES keys of 16, 24 or 32 bytes", len(secret))
+	}
+
+	id, err := newCeremonyID()
+	if err != nil {
+		return nil, err
+	}
+	m := &shares.Manifest{
+		Format:     shares.ManifestFormat,
+		Kind:       shares.KindSplit,
+		CeremonyID: id,
+		Generation: 1,
+		Created:    now(o.Now),
+		Rehearsal:  o.Rehearsal,
+		Threshold:  roster.Threshold,
+		SecretSize: len(secret),
+		RosterSHA:  shares.FileSHA256(rosterBytes),
+		Deviations: append([]string{}, o.Deviations...),
+	}
+	out, err := fsx.NewDir(o.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Abort()
+	if err := writeShares(out, m, roster, recipients, secret); err != nil {
+		return nil, err
+	}
+	if err := out.WriteFile("roster.json", rosterBytes); err != nil {
+		return nil, err
+	}
+	manifestFile, err := signManifest(m, secret)
+	if err != nil {
+		return nil, err
+	}
+	if err := out.WriteFile("manifest.json", manifestFile); err != nil {
+		return nil, err
+	}
+	if err := out.Commit(); err != nil {
+		return nil, err
+	}
+	fp, _ := m.ManifestKeyFingerprint()
+	return &SplitResult{
+		Dir: o.Out, CeremonyID: id, Threshold: m.Threshold, Custodians: len(m.Custodians),
+		RosterSHA256: m.RosterSHA, ManifestKey: fp, SecretCheck: m.SecretCheck,
+		ManifestSHA256: shares.FileSHA256(manifestFile),
+	}, nil
+}
+
+// sealedFiles are one custodian's share file and check file.
+type sealedFiles struct{ share, check []byte }
+
+// writeShares seals the shares and writes them into the output directory.
+func writeShares(out *fsx.Dir, m *shares.Manifest, roster *shares.Roster, recipients []age.Recipient, secret []byte) error {
+	files, err := sealShares(m, roster, recipients, secret)
+	if err != nil {
+		return err
+	}
+	for i, e := range m.Custodians {
+		if err := out.WriteFile(e.Share.File, files[i].share); err != nil {
+			return err
+		}
+		if err := out.WriteFile(e.Check.File, files[i].check); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sealShares splits secret among the roster, encrypts each envelope and check token to its custodian
+// (in parallel: encryption to many recipients is CPU-bound) and fills m's custodian entries.
+func sealShares(m *shares.Manifest, roster *shares.Roster, recipients []age.Recipient, secret []byte) ([]sealedFiles, error) {
+	split, err := shares.Split(secret, len(roster.Custodians), roster.Threshold)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for i := range split {
+			split[i].Wipe()
+		}
+	}()
+	m.Custodians = make([]shares.Entry, len(roster.Custodians))
+	results := make([]sealedFiles, len(roster.Custodians))
+	errs := make([]error, len(roster.Custodians))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, member := range roster.Custodians {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			entry, share, check, err := sealFor(m, member, recipients[i], split[i])
+			m.Custodians[i], results[i], errs[i] = entry, sealedFiles{share, check}, err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("custodian %q: %w", roster.Custodians[i].Name, err)
+		}
+	}
+	return results, nil
+}
+
+// sealFor makes one custodian's share file and check file and their manifest entry.
+func sealFor(m *shares.Manifest, member shares.Member, r age.Recipient, s shares.Share) (shares.Entry, []byte, []byte, error) {
+	env := &shares.Envelope{
+		Format: shares.EnvelopeFormat, CeremonyID: m.CeremonyID, Generation: m.Generation,
+		Custodian: member.Name, Threshold: m.Threshold, X: int(s.X), Share: s.Y,
+	}
+	plain, err := env.Marshal()
+	if err != nil {
+		return shares.Entry{}, nil, nil, err
+	}
+	shareFile, err := encryptArmored(r, plain)
+	clear(plain)
+	if err != nil {
+		return shares.Entry{}, nil, nil, err
+	}
+	tok, err := shares.NewCheckToken(m.CeremonyID, m.Generation, member.Name)
+	if err != nil {
+		return shares.Entry{}, nil, nil, err
+	}
+	defer tok.Wipe()
+	plain, err = tok.Marshal()
+	if err != nil {
+		return shares.Entry{}, nil, nil, err
+	}
+	checkFile, err := encryptArmored(r, plain)
+	clear(plain)
+	if err != nil {
+		return shares.Entry{}, nil, nil, err
+	}
+	return shares.Entry{
+		Name: member.Name, Recipient: member.Recipient, Kind: member.Kind,
+		Share: shares.ShareRef{
+			File: "shares/" + member.Name + ".age", X: int(s.X),
+			Commitment: shares.Commitment(m.CeremonyID, m.Generation, s.X, s.Y),
+			FileSHA256: shares.FileSHA256(shareFile),
+		},
+		Check: shares.CheckRef{
+			File: "checks/" + member.Name + ".age", FileSHA256: shares.FileSHA256(checkFile),
+			ValueSHA256: tok.ValueSHA256(),
+		},
+	}, shareFile, checkFile, nil
+}
+
+// signManifest fills in the secret's check value and the manifest key derived from it, and signs.
+func signManifest(m *shares.Manifest, secret []byte) ([]byte, error) {
+	kcv, err := wrap.KCV(secret)
+	if err != nil {
+		return nil, err
+	}
+	m.SecretCheck = kcv.String()
+	key, err := shares.DeriveManifestKey(secret, m.CeremonyID)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	m.ManifestKey = []byte(key.Public().(ed25519.PublicKey))
+	return m.Sign(key)
+}
+
+func newCeremonyID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func now(f func() time.Time) string {
+	if f == nil {
+		f = time.Now
+	}
+	return f().UTC().Format(time.RFC3339)
+}
