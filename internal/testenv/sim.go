@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/custos-pki/custos/card/sim"
 )
@@ -309,4 +311,42 @@ func (e *SimEnv) down() error {
 		return err
 	}
 	return checkNoLeak(e.dir, ns, e.before)
+}
+
+// KillPCSCD kills the sim's pcscd, as a crash would, and waits until the sim has started it again and
+// every inserted card has reconnected.
+func (e *SimEnv) KillPCSCD(t testing.TB) {
+	t.Helper()
+	starts := e.Status(t).PCSCDStarts
+	pids, err := e.s.Processes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	for _, pid := range pids {
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && string(comm) == "pcscd\n" {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+		}
+	}
+	if !killed {
+		t.Fatalf("no pcscd among the sim's processes %v", pids)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st := e.Status(t)
+		ready := st.PCSCDUp && st.PCSCDStarts > starts
+		for _, c := range st.Cards {
+			ready = ready && (c.Ready || !c.Inserted)
+		}
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sim did not recover from a pcscd crash: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
