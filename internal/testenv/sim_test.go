@@ -1,6 +1,9 @@
 package testenv
 
 import (
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
 	"os"
 	"slices"
 	"testing"
@@ -159,5 +162,42 @@ func TestSimRestartKeepsCardsAndLeavesNothing(t *testing.T) {
 		t.Errorf("blocked PIN has %d tries after restart", got)
 	}
 	e.CheckIsolated(t)
+	e.Fresh(t, s)
+}
+
+func TestSimDenyTouch(t *testing.T) {
+	e := Sim(t)
+	s := e.Serials()[2]
+	e.Fresh(t, s)
+	yk := open(t, e, s)
+	pub, err := yk.GenerateKey(piv.DefaultManagementKey, piv.SlotCardAuthentication, piv.Key{
+		Algorithm: piv.AlgorithmEC256, PINPolicy: piv.PINPolicyNever, TouchPolicy: piv.TouchPolicyAlways})
+	if err != nil {
+		t.Fatal(err)
+	}
+	yk.Close()
+	sign := func(t *testing.T) error {
+		yk := open(t, e, s)
+		defer yk.Close()
+		priv, err := yk.PrivateKey(piv.SlotCardAuthentication, pub, piv.KeyAuth{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		digest := sha256.Sum256([]byte("touch"))
+		_, err = priv.(crypto.Signer).Sign(rand.Reader, digest[:], crypto.SHA256)
+		return err
+	}
+	if err := sign(t); err != nil {
+		t.Fatalf("touch approved by default, yet: %v", err)
+	}
+	t.Run("denied", func(t *testing.T) {
+		e.DenyTouch(t, s)
+		if err := sign(t); err == nil {
+			t.Error("signed with touch denied")
+		}
+	})
+	if err := sign(t); err != nil {
+		t.Errorf("touch approved again after the subtest, yet: %v", err)
+	}
 	e.Fresh(t, s)
 }
