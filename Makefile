@@ -30,8 +30,8 @@ build: deps
 	CGO_CFLAGS="$(REPRO_CFLAGS)" $(GO) build $(BUILD_FLAGS) -o $(BIN)/custos ./cmd/custos
 	@sha256sum $(BIN)/custos
 
-## test: everything CI runs: unit and integration tests, bounded fuzzing, the reproducible-build check
-test: deps unit fuzz repro
+## test: everything CI runs: lint, unit and integration tests, bounded fuzzing, the reproducible-build check
+test: deps lint unit fuzz repro
 
 unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -62,8 +62,9 @@ func decodeArg(typ, what, arg string, n int) ([]byte, error) {
 	if want := b64.EncodedLen(n); len(arg) != want {
 		return nil, fmt.Errorf("%w: %s %s is %d characters, want %d", ErrMalformedStanza, typ, what, len(arg), want)
 	}
+	// Go's decoder skips CR and LF, so the decoded length is checked too.
 	b, err := b64.DecodeString(arg)
-	if err != nil {
+	if err != nil || len(b) != n {
 		return nil, fmt.Errorf("%w: %s %s is not canonical unpadded base64", ErrMalformedStanza, typ, what)
 	}
 	return b, nil

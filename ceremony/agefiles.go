@@ -9,6 +9,7 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/armor"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/shares"
 )
 
@@ -20,6 +21,8 @@ func recipientFor(m shares.Member) (age.Recipient, error) {
 	switch m.Kind {
 	case shares.KindX25519:
 		return age.ParseX25519Recipient(m.Recipient)
+	case shares.KindPIVP256:
+		return card.ParseRecipient(m.Recipient)
 	}
 	return nil, fmt.Errorf("custodian %q: recipient kind %q is not supported by this build", m.Name, m.Kind)
 }

@@ -2,8 +2,8 @@ package shares
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/rand"
+	"fmt"
 	mrand "math/rand/v2"
 	"strings"
 	"testing"
@@ -64,7 +64,6 @@ func TestSplitCombineProperty(t *testing.T) {
 		}
 	}
 }
-
 
 func TestCombineValidates(t *testing.T) {
 	secret := make([]byte, 32)

@@ -64,7 +64,7 @@ func ParseCheckValue(s string) (CheckValue, error) {
 	}
 	v, err := hex.DecodeString(h)
 	if err != nil || len(v) != want || strings.ToLower(h) != h {
-		return CheckValue{}, fmt.Errorf("check value %q: want %d bytes of lowercase hex after %s:", s, want, alg)
+		return CheckValue{}, fmt.Errorf("check value %q: want %s: followed by %d bytes of lowercase hex", s, alg, want)
 	}
 	return CheckValue{Alg: alg, Value: v}, nil
 }

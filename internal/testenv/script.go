@@ -53,7 +53,8 @@ func RunScripts(t *testing.T, dir string, extra map[string]func(ts *testscript.T
 //	flipbyte FILE OFFSET        flips the low bit of the byte at OFFSET (negative: from the end)
 //	lines stdout|stderr|FILE N  fails unless the text has exactly N lines
 //	notemp DIR                  fails if DIR holds a temporary file or directory custos left behind
-//	capture VAR REGEXP          sets $VAR to REGEXP's first group in the last command's stdout
+//	capture VAR REGEXP          sets $VAR to REGEXP's first group in the last command's stdout, and
+//	                            $VAR_RE to the same value quoted for use as a regexp
 //	encrypt RECIPIENT IN OUT    age-encrypts IN to an X25519 RECIPIENT, armored, into OUT
 //	xorfiles OUT IN...          writes the XOR of the IN files (all the same size) to OUT
 //	writefile FILE TEXT         writes TEXT and a newline to FILE ($VARs in TEXT are expanded)
@@ -282,6 +283,7 @@ func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("capture: %q does not match stdout", args[1])
 	}
 	ts.Setenv(args[0], m[1])
+	ts.Setenv(args[0]+"_RE", regexp.QuoteMeta(m[1]))
 }
 
 func cmdEncrypt(ts *testscript.TestScript, neg bool, args []string) {

@@ -1,0 +1,9 @@
+// Package sim is a software YubiKey 5 PIV applet: it answers command APDUs exactly as a YubiKey 5
+// with firmware 5.2, 5.4 or 5.7 does (PIV and Yubico extensions, attestation, the management
+// applet's READ CONFIG), and keeps each card's state in one file. It is meant for tests and ceremony
+// rehearsals only: every card's attestation chain ends in a fleet root that says it is virtual and
+// not for production, and card files hold private keys and PINs in the clear (mode 0600).
+//
+// The reference for every APDU, status word and security-state rule is
+// piv-yubikey-emulation.md in the project's shared reference documents.
+package sim
