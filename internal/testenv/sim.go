@@ -86,24 +86,35 @@ func startSim(opts SimOptions) (*SimEnv, error) {
 		return nil, err
 	}
 	e := &SimEnv{dir: dir, states: map[string]*sync.Once{}}
+	if err := e.start(opts); err != nil {
+		if e.s != nil {
+			e.s.Down()
+		}
+		return nil, fmt.Errorf("%w (sim directory kept for inspection: %s)", err, dir)
+	}
+	return e, nil
+}
+
+func (e *SimEnv) start(opts SimOptions) error {
+	var err error
 	if e.before, err = snapshotHost(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := e.up(sim.UpOptions{Cards: opts.Cards, Profile: opts.Profile, FirstSerial: opts.FirstSerial}); err != nil {
-		return nil, err
+		return err
 	}
 	st, err := e.s.Status()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, c := range st.Cards {
 		e.serials = append(e.serials, c.Serial)
 		e.readers = append(e.readers, c.Reader)
 		if err := e.s.Snapshot(c.Serial, initialState); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return e, nil
+	return nil
 }
 
 func fileExists(path string) bool {
