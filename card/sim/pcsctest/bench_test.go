@@ -3,6 +3,7 @@ package pcsctest
 import (
 	"bytes"
 	"crypto/ecdh"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"testing"
 
@@ -46,7 +47,7 @@ func BenchmarkECDHP256(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cardPub, err := pub.(interface{ ECDH() (*ecdh.PublicKey, error) }).ECDH()
+	cardPub, err := pub.(*ecdsa.PublicKey).ECDH()
 	if err != nil {
 		b.Fatal(err)
 	}
