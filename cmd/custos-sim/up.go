@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/custos-pki/custos/card/sim"
 	"github.com/spf13/cobra"
@@ -39,6 +40,9 @@ CUSTOS_SIM_DIR. Example: eval "$(custos-sim up --cards 3 --dir /tmp/sim)".`,
 					return usageError{err}
 				}
 			}
+			// This process has made no PC/SC call: a PCSCLITE_CSOCK_NAME left from another sim's
+			// exports must not stop up from checking its own cards.
+			os.Unsetenv("PCSCLITE_CSOCK_NAME")
 			s, err := sim.Up(dir, sim.UpOptions{Cards: cards, Profile: p, FirstSerial: first, Detach: true})
 			if err != nil {
 				return err
