@@ -4,7 +4,10 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"slices"
 	"testing"
 
@@ -200,4 +203,38 @@ func TestSimDenyTouch(t *testing.T) {
 		t.Errorf("touch approved again after the subtest, yet: %v", err)
 	}
 	e.Fresh(t, s)
+}
+
+// TestLeakCheckFindsLeaks is the leak check's positive control: a process in the sim's namespace
+// (here this test process, whose namespace stands in for the sim's), a process that still runs and
+// a socket file left behind are each reported.
+func TestLeakCheckFindsLeaks(t *testing.T) {
+	before, err := snapshotHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := readProcID(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	netNS, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "control.sock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = checkNoLeak(dir, &simNS{pids: []procID{self}, ns: map[string]bool{netNS: true}}, before)
+	if err == nil {
+		t.Fatal("no leak reported")
+	}
+	for _, want := range []string{fmt.Sprintf("process %d still runs", os.Getpid()), "is in the sim's namespace " + netNS, "control.sock left behind"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("leak report lacks %q: %v", want, err)
+		}
+	}
+	if err := checkNoLeak(dir+"/none", &simNS{ns: map[string]bool{"net:[0]": true}}, before); err != nil {
+		t.Errorf("nothing leaked, yet: %v", err)
+	}
 }
