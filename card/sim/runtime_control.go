@@ -52,7 +52,8 @@ type CardStatus struct {
 	Reader string `json:"reader"`
 	// Inserted is false after eject, until insert.
 	Inserted bool `json:"inserted"`
-	// Ready is true when the card is connected to its reader and pcscd has powered it on.
+	// Ready is true when the card is connected to its reader and pcscd has taken it in, so that
+	// PC/SC clients can connect to it.
 	Ready bool `json:"ready"`
 	// APDUs counts command APDUs by instruction byte (two hex digits), as the card counts them
 	// (persistent, so across ups); the readiness check of up adds SELECT, GET VERSION and GET SERIAL.

@@ -25,7 +25,7 @@ import (
 // namespaces which directory to serve. That program calls Serve with its value.
 const ServeEnv = "CUSTOS_SIM_SERVE"
 
-// readyTimeout bounds how long insert and restore wait for pcscd to power a card.
+// readyTimeout bounds how long insert waits for pcscd to take a card in.
 const readyTimeout = 10 * time.Second
 
 // ErrNotIsolated is returned by Serve outside the namespaces Up creates: Serve mounts over /run and

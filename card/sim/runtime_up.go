@@ -275,7 +275,7 @@ func start(dir string, opts UpOptions) (*Sim, error) {
 	return s, nil
 }
 
-// waitReady waits for the daemon to report every card connected and powered, then for PC/SC to list
+// waitReady waits for the daemon to report every card ready (see Link.Ready), then for PC/SC to list
 // exactly the sim's readers and for each card to answer with its serial.
 func (s *Sim) waitReady(l *layout, deadline time.Time) error {
 	last := errors.New("no answer yet")
@@ -381,7 +381,7 @@ func (s *Sim) Eject(serial uint32) error {
 	return err
 }
 
-// Insert puts the card back into its reader and returns once pcscd has powered it on.
+// Insert puts the card back into its reader and returns once pcscd has taken it in.
 func (s *Sim) Insert(serial uint32) error {
 	_, err := call(s.dir, request{Op: "insert", Serial: serial}, readyTimeout+5*time.Second)
 	return err
