@@ -1,0 +1,228 @@
+package card
+
+// Choosing the cards a command uses: by --serial, by the custodians a roster or manifest names, or
+// one after another in one reader (--one-reader --card-timeout).
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ErrAmbiguous is wrapped when the cards present do not say which to use (exit status 2).
+var ErrAmbiguous = errors.New("ambiguous card choice")
+
+// ErrCardNotFound is wrapped when a card the command needs is not present.
+var ErrCardNotFound = errors.New("card not found")
+
+// Selector chooses cards for a command.
+type Selector struct {
+	Env Env
+	// Serials are the cards chosen with --serial; empty for every present card the command expects.
+	Serials []uint32
+	// OneReader asks for the cards one after another in the only reader, waiting CardTimeout for each.
+	OneReader   bool
+	CardTimeout time.Duration
+	// Message tells the operator what to do (insert or remove a card).
+	Message func(string)
+}
+
+// Each opens, one at a time, the present cards of the custodians in want (those chosen with --serial,
+// if any) and calls fn for each; it closes each card after fn. At most max cards are used when max is
+// positive; more present is ambiguous. fn returns more == false to stop early. A chosen card that is
+// not one of want's is refused, naming its serial and the expected ones.
+func (s *Selector) Each(want []Expected, max int, fn func(c *Card, e Expected) (more bool, err error)) error {
+	for _, serial := range s.Serials {
+		if !slices.ContainsFunc(want, func(e Expected) bool { return e.Serial == serial }) {
+			return fmt.Errorf("card: YubiKey %d is not a card of this record; expected %s", serial, expectedList(want))
+		}
+	}
+	if len(s.Serials) > 0 {
+		want = slices.DeleteFunc(slices.Clone(want), func(e Expected) bool { return !slices.Contains(s.Serials, e.Serial) })
+	}
+	if max > 0 && len(s.Serials) > max {
+		return fmt.Errorf("card: %w: %d cards chosen with --serial, this command uses %d", ErrAmbiguous, len(s.Serials), max)
+	}
+	if s.OneReader {
+		return s.oneReader(want, fn)
+	}
+	cards, err := s.present(want, max)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range cards {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	for i, e := range want {
+		c := cards[i]
+		if c == nil {
+			continue
+		}
+		more, err := fn(c, e)
+		cards[i] = nil
+		if cerr := c.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// present opens every card present and returns, in want's order, those want names (nil where absent).
+func (s *Selector) present(want []Expected, max int) ([]*Card, error) {
+	readers, err := s.Env.Readers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Card, len(want))
+	var others []uint32
+	fail := func(err error) ([]*Card, error) {
+		for _, c := range out {
+			if c != nil {
+				c.Close()
+			}
+		}
+		return nil, err
+	}
+	n := 0
+	for _, r := range readers {
+		c, err := Open(r)
+		if err != nil {
+			continue // an empty reader, or a card that is not a YubiKey
+		}
+		i := slices.IndexFunc(want, func(e Expected) bool { return e.Serial == c.serial })
+		switch {
+		case i < 0:
+			others = append(others, c.serial)
+			c.Close()
+			continue
+		case out[i] != nil:
+			c.Close()
+			return fail(fmt.Errorf("card: %w: YubiKey %d answers in two readers (%q and %q)", ErrAmbiguous, c.serial, out[i].reader, r))
+		}
+		out[i] = c
+		n++
+	}
+	for _, serial := range s.Serials {
+		i := slices.IndexFunc(want, func(e Expected) bool { return e.Serial == serial })
+		if out[i] == nil {
+			return fail(fmt.Errorf("card: %w: YubiKey %d (chosen with --serial) is in no reader", ErrCardNotFound, serial))
+		}
+	}
+	switch {
+	case n == 0 && len(others) > 0:
+		return fail(fmt.Errorf("card: %w: present YubiKey %s is not a card of this record; expected %s", ErrCardNotFound, serialList(others), expectedList(want)))
+	case n == 0:
+		return fail(fmt.Errorf("card: %w: no card of this record is present; expected %s", ErrCardNotFound, expectedList(want)))
+	case max > 0 && n > max:
+		var names []string
+		for i, c := range out {
+			if c != nil {
+				names = append(names, fmt.Sprintf("%d (%s)", c.serial, want[i].Name))
+			}
+		}
+		return fail(fmt.Errorf("card: %w: %d cards of this record are present (%s); choose with --serial", ErrAmbiguous, n, strings.Join(names, ", ")))
+	}
+	return out, nil
+}
+
+// oneReader asks for the cards one after another in the only reader.
+func (s *Selector) oneReader(want []Expected, fn func(c *Card, e Expected) (bool, error)) error {
+	if s.CardTimeout <= 0 {
+		return fmt.Errorf("card: %w: --one-reader needs --card-timeout", ErrAmbiguous)
+	}
+	readers, err := s.Env.Readers()
+	if err != nil {
+		return err
+	}
+	if len(readers) != 1 {
+		return fmt.Errorf("card: %w: --one-reader needs exactly one reader, found %d", ErrAmbiguous, len(readers))
+	}
+	reader := readers[0]
+	for _, e := range want {
+		s.Message(fmt.Sprintf("Insert %s's YubiKey (serial %d) into %q; waiting %v.", e.Name, e.Serial, reader, s.CardTimeout))
+		c, err := waitCard(reader, e.Serial, s.CardTimeout)
+		if err != nil {
+			s.Message(fmt.Sprintf("%v; going on without %s.", err, e.Name))
+			continue
+		}
+		more, err := fn(c, e)
+		if cerr := c.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+		s.Message(fmt.Sprintf("Remove YubiKey %d.", e.Serial))
+		waitRemoved(reader, e.Serial, s.CardTimeout)
+	}
+	return nil
+}
+
+// pollInterval is how often a waiting command looks at its reader.
+const pollInterval = 250 * time.Millisecond
+
+// waitCard waits until the card with this serial is in the reader, and opens it.
+func waitCard(reader string, serial uint32, timeout time.Duration) (*Card, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := Open(reader)
+		if err == nil && c.serial == serial {
+			return c, nil
+		}
+		if err == nil {
+			c.Close()
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("card: %w: YubiKey %d did not arrive in %v", ErrCardNotFound, serial, timeout)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// waitRemoved waits, at most timeout, until the card with this serial has left the reader.
+func waitRemoved(reader string, serial uint32, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		c, err := Open(reader)
+		if err != nil {
+			return
+		}
+		gone := c.serial != serial
+		c.Close()
+		if gone {
+			return
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+func expectedList(want []Expected) string {
+	if len(want) == 0 {
+		return "no card (the record names no card custodian)"
+	}
+	var s []string
+	for _, e := range want {
+		s = append(s, fmt.Sprintf("%d (%s)", e.Serial, e.Name))
+	}
+	return "YubiKey " + strings.Join(s, ", ")
+}
+
+func serialList(serials []uint32) string {
+	var s []string
+	for _, n := range serials {
+		s = append(s, fmt.Sprint(n))
+	}
+	return strings.Join(s, ", ")
+}
