@@ -226,3 +226,39 @@ func serialList(serials []uint32) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// OpenOne opens the one card a command that is not about a record uses (card enroll): the card chosen
+// with --serial, or the only card present. Several present without --serial is ambiguous.
+func (s *Selector) OpenOne() (*Card, error) {
+	if len(s.Serials) > 1 {
+		return nil, fmt.Errorf("card: %w: this command uses one card; %d were chosen with --serial", ErrAmbiguous, len(s.Serials))
+	}
+	readers, err := s.Env.Readers()
+	if err != nil {
+		return nil, err
+	}
+	var found *Card
+	var serials []uint32
+	for _, r := range readers {
+		c, err := Open(r)
+		if err != nil {
+			continue
+		}
+		serials = append(serials, c.serial)
+		if found == nil && (len(s.Serials) == 0 || c.serial == s.Serials[0]) {
+			found = c
+			continue
+		}
+		c.Close()
+	}
+	switch {
+	case found == nil && len(s.Serials) == 1:
+		return nil, fmt.Errorf("card: %w: YubiKey %d (chosen with --serial) is in no reader; present: %s", ErrCardNotFound, s.Serials[0], serialList(serials))
+	case found == nil:
+		return nil, fmt.Errorf("card: %w: no YubiKey is present", ErrCardNotFound)
+	case len(s.Serials) == 0 && len(serials) > 1:
+		found.Close()
+		return nil, fmt.Errorf("card: %w: %d YubiKeys are present (%s); choose one with --serial", ErrAmbiguous, len(serials), serialList(serials))
+	}
+	return found, nil
+}

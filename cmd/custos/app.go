@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/ceremony"
 	"github.com/custos-pki/custos/internal/hygiene"
 )
@@ -41,7 +42,7 @@ func (a *app) execute(args []string) int {
 	msg = strings.TrimPrefix(msg, "usage: ")
 	fmt.Fprintf(a.stderr, "custos: %s\n", msg)
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, ceremony.ErrUsage) || isCobraUsage(msg) {
+	if errors.As(err, &ue) || errors.Is(err, ceremony.ErrUsage) || errors.Is(err, card.ErrAmbiguous) || isCobraUsage(msg) {
 		return 2
 	}
 	return 1
@@ -71,7 +72,7 @@ Exit status: 0 success, 1 failure, 2 usage or ambiguity.`,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	root.SetHelpCommand(&cobra.Command{Hidden: true})
-	root.AddCommand(a.versionCmd(), a.rosterCmd(), a.splitCmd(), a.combineCmd(), a.shareCmd(), a.hsmCmd(), a.transcriptCmd(), a.preflightCmd())
+	root.AddCommand(a.versionCmd(), a.cardCmd(), a.rosterCmd(), a.splitCmd(), a.combineCmd(), a.shareCmd(), a.hsmCmd(), a.transcriptCmd(), a.preflightCmd())
 	return root
 }
 
