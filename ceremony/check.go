@@ -121,16 +121,16 @@ func openCheckToken(lm *loadedManifest, e *shares.Entry, id age.Identity) ([]byt
 	}
 	plain, err := decryptArmored(checkFile, id)
 	if err != nil {
-		return nil, fmt.Errorf("%s: the key of %q does not open its check token: %v", lm.path(e.Check.File), e.Name, err)
+		return nil, fmt.Errorf("%s: the key of %q does not open its check token: %v", lm.shown(e.Check.File), e.Name, err)
 	}
 	tok, err := shares.ParseCheckToken(plain)
 	clear(plain)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", lm.path(e.Check.File), err)
+		return nil, fmt.Errorf("%s: %v", lm.shown(e.Check.File), err)
 	}
 	defer tok.Wipe()
 	if tok.CeremonyID != lm.CeremonyID || tok.Generation != lm.Generation || tok.Custodian != e.Name || tok.ValueSHA256() != e.Check.ValueSHA256 {
-		return nil, fmt.Errorf("%s: the check token does not match the signed manifest", lm.path(e.Check.File))
+		return nil, fmt.Errorf("%s: the check token does not match the signed manifest", lm.shown(e.Check.File))
 	}
 	return checkFile, nil
 }

@@ -71,12 +71,9 @@ type GenerateResult struct {
 
 // generation is the state of one generation ceremony between steps.
 type generation struct {
+	*run
 	o           GenerateOptions
 	pf          *PreflightReport
-	t           *Transcript
-	out         *fsx.Dir
-	id          string
-	step        string
 	roster      *shares.Roster
 	rosterBytes []byte
 	keys        []presentKey
@@ -127,21 +124,18 @@ func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err 
 	if err := fsx.CheckNew(o.Out); err != nil {
 		return nil, err
 	}
-	if g.id, err = newCeremonyID(); err != nil {
+	id, err := newCeremonyID()
+	if err != nil {
 		return nil, err
 	}
-	if g.out, err = fsx.NewDir(o.Out); err != nil {
-		return nil, err
-	}
-	defer g.out.Abort()
 	facts := Facts{"rehearsal": o.Rehearsal, "ca_key": o.CAKey}
 	for k, v := range o.HostFacts {
 		facts[k] = v
 	}
-	if g.t, err = BeginTranscript(g.out.TempPath(TranscriptFile), "generate", g.id, "", facts, o.Now); err != nil {
+	if g.run, err = startRun("generate", id, o.Out, "", facts, o.Now, o.AfterStep); err != nil {
 		return nil, err
 	}
-	defer g.t.Close()
+	defer g.close()
 	defer func() {
 		if err != nil && !g.destroyed {
 			err = g.abort(err)
@@ -169,31 +163,19 @@ func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err 
 		}
 	}
 	g.step = "seal"
-	seal, err := g.seal(OutcomeSuccess, "", "")
-	if err != nil {
-		return nil, err
+	signers := []Signer{ManifestKeySigner(g.mkey)}
+	for _, k := range g.keys {
+		if k.signer != nil {
+			signers = append(signers, k.signer)
+		}
 	}
-	if err := g.out.Commit(); err != nil {
+	seal, err := g.seal(SealBody{Generation: 1, Outcome: OutcomeSuccess}, signers...)
+	if err != nil {
 		return nil, err
 	}
 	fp, _ := g.m.ManifestKeyFingerprint()
 	return &GenerateResult{Dir: o.Out, CeremonyID: g.id, RosterSHA256: g.m.RosterSHA, ManifestKey: fp,
 		CAFingerprint: g.file.Fingerprint, KEKCheck: g.m.SecretCheck, Seal: seal, CAKeyKept: o.KeepCAKey}, nil
-}
-
-// event appends to the transcript and runs the test seam for the step it completes.
-func (g *generation) event(step string, actor Actor, facts Facts) error {
-	if err := g.t.Append(step, actor, facts); err != nil {
-		return err
-	}
-	return g.after(step)
-}
-
-func (g *generation) after(step string) error {
-	if g.o.AfterStep != nil {
-		return g.o.AfterStep(step)
-	}
-	return nil
 }
 
 // presentKeys opens the keys of every custodian for the check round: all must be present.
@@ -238,7 +220,7 @@ func (g *generation) witness(context.Context) error {
 			return err
 		}
 	}
-	return g.after("witness")
+	return g.done("witness")
 }
 
 func (g *generation) liveness(context.Context) error {
@@ -355,7 +337,7 @@ func (g *generation) trialImport(ctx context.Context) error {
 		Transport: hsm.TransportAuto, Probe: g.probe, RecordID: g.id, ManifestKey: fp,
 		AfterStep: func(step string) {
 			if afterErr == nil {
-				afterErr = g.after("trial-import/" + step)
+				afterErr = g.done("trial-import/" + step)
 			}
 		},
 	})
@@ -402,7 +384,7 @@ func (g *generation) split(context.Context) error {
 
 // checkRound has every custodian open its share and its check token from disk, as written.
 func (g *generation) checkRound(context.Context) error {
-	lm := &loadedManifest{Manifest: g.m, dir: g.out.TempPath(".")}
+	lm := &loadedManifest{Manifest: g.m, dir: g.out.TempPath("."), final: g.dest}
 	for _, k := range g.keys {
 		e, ok := g.m.Custodian(k.name)
 		if !ok {
@@ -420,7 +402,7 @@ func (g *generation) checkRound(context.Context) error {
 			return err
 		}
 	}
-	return g.after("check-round")
+	return g.done("check-round")
 }
 
 func (g *generation) certificate(context.Context) error {
@@ -523,51 +505,21 @@ func (g *generation) destroy(context.Context) error {
 	return g.event("destroy", Actor{Role: "hsm", Name: g.sess.Token.Label}, facts)
 }
 
-// seal seals the record: signed by the manifest key when the KEK exists.
-func (g *generation) seal(outcome, where, reason string) (string, error) {
-	files, err := RecordFiles(g.out.TempPath("."))
-	if err != nil {
-		return "", err
-	}
-	var signers []Signer
-	if outcome == OutcomeSuccess && g.mkey != nil {
-		signers = append(signers, ManifestKeySigner(g.mkey))
-		for _, k := range g.keys {
-			if k.signer != nil {
-				signers = append(signers, k.signer)
-			}
-		}
-	}
-	return g.t.Seal(SealBody{Generation: 1, Outcome: outcome, Where: where, Reason: reason, Files: files}, signers...)
-}
-
-// abort removes everything the ceremony created in the source token and on disk except the record of
-// what happened, seals that record as aborted, and keeps it at --out.
+// abort removes everything the ceremony created in the source token (invariant 7) and on disk except
+// the record of what happened, which is sealed as aborted and kept at --out.
 func (g *generation) abort(cause error) error {
 	var errs []error
 	if g.kekObj != nil {
-		if err := g.kekObj.Destroy(); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, g.kekObj.Destroy())
 	}
 	if g.ca != nil {
-		if err := g.ca.Destroy(); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, g.ca.Destroy())
 	}
-	for _, rel := range []string{"shares", "checks", "ca-key.wrapped", "manifest.json", "ca.crt.pem"} {
-		os.RemoveAll(g.out.TempPath(rel))
+	err := g.run.abort(cause, 1, "shares", "checks", "ca-key.wrapped", "manifest.json", "ca.crt.pem")
+	if cerr := errors.Join(errs...); cerr != nil {
+		return fmt.Errorf("%w (and destroying the ceremony's objects in the source token failed: %v)", err, cerr)
 	}
-	_ = g.t.Append("abort", Actor{Role: "custos"}, Facts{"where": g.step, "reason": cause.Error(), "source_token": "objects of this ceremony destroyed"})
-	if _, err := g.seal(OutcomeAborted, g.step, cause.Error()); err == nil {
-		if err := g.out.Commit(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("generation aborted at %s: %w (and cleaning up failed: %v)", g.step, cause, errors.Join(errs...))
-	}
-	return fmt.Errorf("generation aborted at %s: %w; the record in %s says so", g.step, cause, g.o.Out)
+	return err
 }
 
 func (g *generation) wipe() {

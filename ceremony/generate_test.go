@@ -122,7 +122,7 @@ func TestGenerateAbortsCleanly(t *testing.T) {
 			return nil
 		}
 		_, err := Generate(context.Background(), o)
-		if !errors.Is(err, boom) || !strings.Contains(err.Error(), "generation aborted at") {
+		if !errors.Is(err, boom) || !strings.Contains(err.Error(), "generate aborted at") {
 			t.Fatalf("abort at %s: %v", at, err)
 		}
 		if objs := testenv.ListObjects(t, tok.Module, tok.Serial, tok.UserPIN); len(objs) != 0 {
@@ -163,7 +163,7 @@ func TestGenerateCheckRoundFailure(t *testing.T) {
 		return nil
 	}
 	_, err := Generate(context.Background(), o)
-	if err == nil || !strings.Contains(err.Error(), "generation aborted at check-round") || !strings.Contains(err.Error(), "shares/b.age") {
+	if err == nil || !strings.Contains(err.Error(), "generate aborted at check-round") || !strings.Contains(err.Error(), "shares/b.age") {
 		t.Fatalf("%v", err)
 	}
 	if objs := testenv.ListObjects(t, tok.Module, tok.Serial, tok.UserPIN); len(objs) != 0 {
