@@ -174,3 +174,5 @@ func TestGenerateCheckRoundFailure(t *testing.T) {
 		t.Fatalf("record: %v %+v", err, vr)
 	}
 }
+
+func mkdirTemp() (string, error) { return os.MkdirTemp("", "custos-ceremony-test-") }
