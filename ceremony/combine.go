@@ -160,18 +160,18 @@ func openShare(lm *loadedManifest, e *shares.Entry, id age.Identity) (*shares.En
 	if err != nil {
 		var noMatch *age.NoIdentityMatchError
 		if errors.As(err, &noMatch) {
-			return nil, fmt.Errorf("%s: the identity of %q does not open it", lm.path(e.Share.File), e.Name)
+			return nil, fmt.Errorf("%s: the identity of %q does not open it", lm.shown(e.Share.File), e.Name)
 		}
-		return nil, fmt.Errorf("%s: %v", lm.path(e.Share.File), err)
+		return nil, fmt.Errorf("%s: %v", lm.shown(e.Share.File), err)
 	}
 	env, err := shares.ParseEnvelope(plain)
 	clear(plain)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", lm.path(e.Share.File), err)
+		return nil, fmt.Errorf("%s: %v", lm.shown(e.Share.File), err)
 	}
 	if err := lm.CheckEnvelope(e.Name, env); err != nil {
 		env.Wipe()
-		return nil, fmt.Errorf("%s: %v", lm.path(e.Share.File), err)
+		return nil, fmt.Errorf("%s: %v", lm.shown(e.Share.File), err)
 	}
 	return env, nil
 }

@@ -62,6 +62,17 @@ func (r *PreflightReport) FailedChecks() []string {
 	return out
 }
 
+// Deviations lists the failed checks a deviation allowed, as the manifest records them.
+func (r *PreflightReport) Deviations() []string {
+	var out []string
+	for _, c := range r.Checks {
+		if c.Deviation {
+			out = append(out, "preflight "+c.Name+": "+c.Detail)
+		}
+	}
+	return out
+}
+
 // Facts returns the report as transcript facts.
 func (r *PreflightReport) Facts() Facts {
 	checks := []any{}
