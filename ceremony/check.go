@@ -47,14 +47,16 @@ type ShareCheckOptions struct {
 	Ceremony          string
 	ExpectManifestKey string
 	Rehearsal         bool
-	Identity          string // a file holding the custodian's native age X25519 identity
+	Identity          string // a file holding the custodian's native age X25519 identity; "" for a card
+	Cards             CardOptions
 	Receipt           string // where to write the receipt; empty for none
 	Now               func() time.Time
 }
 
 // ShareCheck proves one custodian's key, and the share file on disk, intact without opening the share:
 // the key opens the check token, whose value the manifest commits to, and the share file's SHA-256 is
-// the signed one.
+// the signed one. The key is an identity file or, without one, the one card of the manifest that is
+// present (or chosen with --serial), which proves its liveness first and signs the receipt.
 func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
 	if o.Receipt != "" {
 		if err := fsx.CheckNew(o.Receipt); err != nil {
@@ -64,6 +66,9 @@ func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
 	lm, err := loadManifest(o.Ceremony, o.ExpectManifestKey, o.Rehearsal)
 	if err != nil {
 		return nil, err
+	}
+	if o.Identity == "" {
+		return cardShareCheck(o, lm)
 	}
 	ids, err := readIdentityFiles([]string{o.Identity})
 	if err != nil {
@@ -82,7 +87,54 @@ func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
 	if e == nil {
 		return nil, fmt.Errorf("identity file %s is not a custodian of ceremony %s (its recipient %s is not in the manifest)", o.Identity, lm.CeremonyID, r)
 	}
-	checkFile, err := openCheckToken(lm, e, ids[0].id)
+	rc, err := checkShare(o, lm, e, ids[0].id)
+	if err != nil {
+		return nil, err
+	}
+	return rc, writeReceipt(o.Receipt, rc)
+}
+
+// cardShareCheck checks the share of the one card custodian whose card is present.
+func cardShareCheck(o ShareCheckOptions, lm *loadedManifest) (*Receipt, error) {
+	if o.Cards.Selector == nil {
+		return nil, fmt.Errorf("%w: give -i IDENTITY_FILE, or check with a card", ErrUsage)
+	}
+	want, err := expectedCards(lm.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	var rc *Receipt
+	err = withCards(o.Cards, want, 1, "share check", lm.CeremonyID, "decrypt the check token (never the share)", func(k presentKey) (bool, error) {
+		e, _ := lm.Custodian(k.name)
+		if rc, err = checkShare(o, lm, e, k.identity); err != nil {
+			return false, err
+		}
+		pub, err := k.signer.PublicKey()
+		if err != nil {
+			return false, err
+		}
+		rc.Card = &ReceiptCard{Serial: e.Card.Serial, SigningKey: pub}
+		in, err := ReceiptSigningInput(rc)
+		if err != nil {
+			return false, err
+		}
+		if rc.Card.Signature, err = k.signer.Sign(in); err != nil {
+			return false, err
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if rc == nil {
+		return nil, fmt.Errorf("no card of ceremony %s was checked", lm.CeremonyID)
+	}
+	return rc, writeReceipt(o.Receipt, rc)
+}
+
+// checkShare opens the custodian's check token with id and hashes the share file.
+func checkShare(o ShareCheckOptions, lm *loadedManifest, e *shares.Entry, id age.Identity) (*Receipt, error) {
+	checkFile, err := openCheckToken(lm, e, id)
 	if err != nil {
 		return nil, err
 	}
@@ -100,16 +152,19 @@ func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
 	if _, err := rand.Read(rc.Nonce); err != nil {
 		return nil, err
 	}
-	if o.Receipt != "" {
-		b, err := jcs.Marshal(rc)
-		if err != nil {
-			return nil, err
-		}
-		if err := fsx.WriteFile(o.Receipt, append(b, '\n')); err != nil {
-			return nil, err
-		}
-	}
 	return rc, nil
+}
+
+// writeReceipt writes a receipt file, when one was asked for.
+func writeReceipt(path string, rc *Receipt) error {
+	if path == "" {
+		return nil
+	}
+	b, err := jcs.Marshal(rc)
+	if err != nil {
+		return err
+	}
+	return fsx.WriteFile(path, append(b, '\n'))
 }
 
 // openCheckToken reads a custodian's check file (its SHA-256 checked against the manifest first), opens

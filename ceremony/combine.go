@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 
 	"filippo.io/age"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/internal/fsx"
 	"github.com/custos-pki/custos/shares"
 	"github.com/custos-pki/custos/wrap"
@@ -22,6 +24,7 @@ type CombineOptions struct {
 	Identities        []string // files of native age X25519 identities
 	Out               string   // the file to write
 	Components        int      // write the secret as this many XOR components OUT.1 … OUT.N instead
+	Cards             CardOptions
 }
 
 // OutputFile is one file combine wrote, with the check value of what it holds.
@@ -68,7 +71,7 @@ func Combine(o CombineOptions) (*CombineResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret, n, err := rebuild(lm, ids)
+	secret, n, err := rebuild(lm, ids, o.Cards)
 	if err != nil {
 		return nil, err
 	}
@@ -99,43 +102,60 @@ func Combine(o CombineOptions) (*CombineResult, error) {
 	return res, nil
 }
 
-// rebuild opens the shares of the custodians whose identities are given, validates each against the
-// manifest, combines them and checks the result. It returns the secret and how many shares it used.
-func rebuild(lm *loadedManifest, ids []softwareIdentity) ([]byte, int, error) {
-	type held struct {
-		entry *shares.Entry
-		id    age.Identity
-	}
-	var have []held
-	for _, si := range ids {
-		r := si.id.Recipient().String()
-		found := false
-		for i := range lm.Custodians {
-			if lm.Custodians[i].Recipient == r {
-				have = append(have, held{&lm.Custodians[i], si.id})
-				found = true
-			}
-		}
-		if !found {
-			return nil, 0, fmt.Errorf("identity file %s opens no share of ceremony %s (its recipient %s is not in the manifest)", si.file, lm.CeremonyID, r)
-		}
-	}
-	if len(have) < lm.Threshold {
-		return nil, 0, fmt.Errorf("%w: have %d of the %d needed; bring the cards or identities of %d more custodian(s)", shares.ErrTooFewShares, len(have), lm.Threshold, lm.Threshold-len(have))
-	}
-	var split []shares.Share
+// rebuild opens the shares of the custodians whose identities are given and of the cards present (each
+// after proving liveness, with one PIN entry), validates each against the manifest, combines them and
+// checks the result. It returns the secret and how many shares it used.
+func rebuild(lm *loadedManifest, ids []softwareIdentity, co CardOptions) ([]byte, int, error) {
 	var envs []*shares.Envelope
 	defer func() {
 		for _, e := range envs {
 			e.Wipe()
 		}
 	}()
-	for _, h := range have {
-		e, err := openShare(lm, h.entry, h.id)
+	opened := map[string]bool{}
+	open := func(e *shares.Entry, id age.Identity) error {
+		if opened[e.Name] {
+			return fmt.Errorf("the share of %q is given twice; each custodian counts once", e.Name)
+		}
+		env, err := openShare(lm, e, id)
+		if err != nil {
+			return err
+		}
+		opened[e.Name] = true
+		envs = append(envs, env)
+		return nil
+	}
+	for _, si := range ids {
+		r := si.id.Recipient().String()
+		i := slices.IndexFunc(lm.Custodians, func(e shares.Entry) bool { return e.Recipient == r })
+		if i < 0 {
+			return nil, 0, fmt.Errorf("identity file %s opens no share of ceremony %s (its recipient %s is not in the manifest)", si.file, lm.CeremonyID, r)
+		}
+		if err := open(&lm.Custodians[i], si.id); err != nil {
+			return nil, 0, err
+		}
+	}
+	if len(envs) < lm.Threshold && co.Selector != nil {
+		want, err := expectedCards(lm.Manifest)
 		if err != nil {
 			return nil, 0, err
 		}
-		envs = append(envs, e)
+		err = withCards(co, want, 0, "combine", lm.CeremonyID, "decrypt its share", func(k presentKey) (bool, error) {
+			e, _ := lm.Custodian(k.name)
+			if err := open(e, k.identity); err != nil {
+				return false, err
+			}
+			return len(envs) < lm.Threshold, nil
+		})
+		if err != nil && (len(ids) == 0 || !errors.Is(err, card.ErrCardNotFound)) {
+			return nil, 0, err
+		}
+	}
+	if len(envs) < lm.Threshold {
+		return nil, 0, fmt.Errorf("%w: have %d of the %d needed; bring the cards or identities of %d more custodian(s)", shares.ErrTooFewShares, len(envs), lm.Threshold, lm.Threshold-len(envs))
+	}
+	var split []shares.Share
+	for _, e := range envs {
 		split = append(split, e.ShareValue())
 	}
 	secret, err := shares.Combine(split, lm.Threshold)

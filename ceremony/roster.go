@@ -1,23 +1,29 @@
 package ceremony
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"strings"
 
 	"filippo.io/age"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/internal/fsx"
 	"github.com/custos-pki/custos/shares"
 )
 
 // RosterOptions are the inputs of roster create.
 type RosterOptions struct {
-	Threshold     int
-	Recipients    []string // NAME=age1… software (X25519) recipients
-	AllowSoftware bool
-	Rehearsal     bool
-	Out           string
+	Threshold  int
+	Recipients []string // NAME=age1… software (X25519) recipients
+	Records    []string // custodian record files (card enroll -o) of card custodians
+	// AllowTouchNever is the reason, recorded in the roster, for accepting decryption keys whose touch
+	// policy is not always in production; empty when none.
+	AllowTouchNever string
+	AllowSoftware   bool
+	Rehearsal       bool
+	Out             string
 }
 
 // RosterResult is what roster create and roster verify report.
@@ -35,7 +41,22 @@ func CreateRoster(o RosterOptions) (*RosterResult, error) {
 	if err := fsx.CheckNew(o.Out); err != nil {
 		return nil, err
 	}
-	r := &shares.Roster{Format: shares.RosterFormat, Threshold: o.Threshold, Rehearsal: o.Rehearsal, AllowSoftware: o.AllowSoftware}
+	r := &shares.Roster{Format: shares.RosterFormat, Threshold: o.Threshold, Rehearsal: o.Rehearsal, AllowSoftware: o.AllowSoftware, AllowTouchNever: o.AllowTouchNever}
+	for _, path := range o.Records {
+		b, err := readLimited(path, maxRecordFile)
+		if err != nil {
+			return nil, fmt.Errorf("custodian record: %w", err)
+		}
+		rec, err := card.ParseRecord(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		canon, err := rec.Marshal()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		r.Custodians = append(r.Custodians, shares.Member{Name: rec.Name, Recipient: rec.Recipient, Kind: shares.KindPIVP256, Record: bytes.TrimSpace(canon)})
+	}
 	for _, spec := range o.Recipients {
 		name, rcpt, ok := strings.Cut(spec, "=")
 		if !ok {
@@ -51,6 +72,12 @@ func CreateRoster(o RosterOptions) (*RosterResult, error) {
 		if err := r.CheckProduction(); err != nil {
 			return nil, err
 		}
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := verifyRosterCards(r, o.Rehearsal); err != nil {
+		return nil, err
 	}
 	b, err := r.Marshal()
 	if err != nil {
@@ -72,6 +99,9 @@ func VerifyRoster(path string, rehearsal bool) (*RosterResult, error) {
 	r, err := parseRoster(path, b, rehearsal)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := verifyRosterCards(r, rehearsal); err != nil {
+		return nil, fmt.Errorf("roster %s: %w", path, err)
 	}
 	return rosterResult(path, b, r), nil
 }

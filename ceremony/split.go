@@ -11,6 +11,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/internal/fsx"
 	"github.com/custos-pki/custos/shares"
 	"github.com/custos-pki/custos/wrap"
@@ -26,6 +27,9 @@ type SplitOptions struct {
 	Out                string // the new directory
 	Deviations         []string
 	Host               Facts // the custos binary and host facts the record keeps (version, SHA-256)
+	// Cards reaches the card custodians for the check round: every card opens its share and check
+	// token from disk before the manifest is signed.
+	Cards CardOptions
 	Now                func() time.Time
 }
 
@@ -49,6 +53,10 @@ func Split(o SplitOptions) (*SplitResult, error) {
 	rosterBytes, roster, err := loadRoster(o.Roster, o.ExpectRosterSHA256, o.Rehearsal)
 	if err != nil {
 		return nil, err
+	}
+	records, err := verifyRosterCards(roster, o.Rehearsal)
+	if err != nil {
+		return nil, fmt.Errorf("roster %s: %w", o.Roster, err)
 	}
 	if err := fsx.CheckNew(o.Out); err != nil {
 		return nil, err
@@ -106,6 +114,11 @@ func Split(o SplitOptions) (*SplitResult, error) {
 	if err := writeShares(out, m, roster, recipients, secret); err != nil {
 		return nil, err
 	}
+	pinCards(m, records)
+	checked, err := splitCheckRound(o.Cards, out, m, o.Out)
+	if err != nil {
+		return nil, err
+	}
 	if err := out.WriteFile("roster.json", rosterBytes); err != nil {
 		return nil, err
 	}
@@ -122,7 +135,7 @@ func Split(o SplitOptions) (*SplitResult, error) {
 		return nil, err
 	}
 	fp, _ := m.ManifestKeyFingerprint()
-	seal, err := sealSplit(out, m, o, manifestFile, key)
+	seal, err := sealSplit(out, m, o, checked, manifestFile, key)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +150,7 @@ func Split(o SplitOptions) (*SplitResult, error) {
 }
 
 // sealSplit writes the split's transcript into the record being built and seals it with the manifest key.
-func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, manifestFile []byte, key ed25519.PrivateKey) (string, error) {
+func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, checked []Facts, manifestFile []byte, key ed25519.PrivateKey) (string, error) {
 	host := Facts{"rehearsal": o.Rehearsal}
 	for k, v := range o.Host {
 		host[k] = v
@@ -168,6 +181,7 @@ func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, manifestFile []
 		{"pins", Facts{"roster_sha256": m.RosterSHA, "roster_pinned": o.ExpectRosterSHA256 != ""}},
 		{"secret", Facts{"source": source, "size": m.SecretSize, "check_value": m.SecretCheck}},
 		{"shares", Facts{"threshold": m.Threshold, "custodians": custodians}},
+		{"check-round", Facts{"cards": checkedFacts(checked)}},
 		{"manifest", Facts{"manifest_sha256": shares.FileSHA256(manifestFile), "manifest_key": fp, "deviations": deviations}},
 	} {
 		if err := t.Append(ev.step, Actor{Role: "custos"}, ev.facts); err != nil {
@@ -308,4 +322,58 @@ func now(f func() time.Time) string {
 		f = time.Now
 	}
 	return f().UTC().Format(time.RFC3339)
+}
+
+// splitCheckRound has every card custodian's card open its share and its check token from disk, as
+// written, before the manifest is signed (invariant 4), each card after proving liveness. It returns
+// what each card showed, for the transcript.
+func splitCheckRound(co CardOptions, out *fsx.Dir, m *shares.Manifest, dest string) ([]Facts, error) {
+	want, err := expectedCards(m)
+	if err != nil || len(want) == 0 {
+		return nil, err
+	}
+	lm := &loadedManifest{Manifest: m, dir: out.TempPath("."), final: dest}
+	var checked []Facts
+	done := map[string]bool{}
+	err = withCards(co, want, 0, "split", m.CeremonyID, "decrypt its new share and check token (check round)", func(k presentKey) (bool, error) {
+		e, _ := m.Custodian(k.name)
+		env, err := openShare(lm, e, k.identity)
+		if err != nil {
+			return false, fmt.Errorf("check round: %w", err)
+		}
+		env.Wipe()
+		if _, err := openCheckToken(lm, e, k.identity); err != nil {
+			return false, fmt.Errorf("check round: %w", err)
+		}
+		done[k.name] = true
+		checked = append(checked, Facts{"name": k.name, "key": k.source, "liveness": "signed " + card.LiveFormat + " challenge verified",
+			"share": "opened, commitment matches", "check_token": "opened, value matches"})
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range want {
+		if !done[w.Name] {
+			return nil, fmt.Errorf("check round: the card of %q (YubiKey %d) was not present; every card opens its share before the manifest is signed", w.Name, w.Serial)
+		}
+	}
+	return checked, nil
+}
+
+func checkedFacts(checked []Facts) []any {
+	out := []any{}
+	for _, c := range checked {
+		out = append(out, c)
+	}
+	return out
+}
+
+// pinCards fills the manifest entries of card custodians with what their verified records pin.
+func pinCards(m *shares.Manifest, records map[string]*card.Record) {
+	for i, e := range m.Custodians {
+		if rec, ok := records[e.Name]; ok {
+			m.Custodians[i].Card = card.CardInfo(rec)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 func (a *app) combineCmd() *cobra.Command {
 	var o ceremony.CombineOptions
 	var asJSON bool
+	var cf cardFlags
 	cmd := &cobra.Command{
 		Use:   "combine --ceremony DIR -i IDENTITY_FILE... --out FILE [--components N]",
 		Short: "Rebuild the secret of a plain split from a quorum of shares",
@@ -20,7 +21,8 @@ its manifest key. With --components N the secret is written as N random XOR comp
 each printed with its check value.
 
 combine refuses a ceremony record (one that protects a CA key) outside rehearsal. Identities are files of
-native age X25519 identities (-i, repeatable); custos never runs age plugins.`,
+native age X25519 identities (-i, repeatable) and the custodians' cards present (or chosen with
+--serial): each card proves its liveness before its PIN is asked, once. custos never runs age plugins.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Ceremony == "" || o.Out == "" {
@@ -30,6 +32,12 @@ native age X25519 identities (-i, repeatable); custos never runs age plugins.`,
 			if o.ExpectManifestKey, err = a.pinned(o.ExpectManifestKey, "expect-manifest-key", "the manifest key fingerprint", o.Rehearsal); err != nil {
 				return err
 			}
+			pins, wipe, err := a.pinEntry(&cf, o.Rehearsal)
+			if err != nil {
+				return err
+			}
+			defer wipe()
+			o.Cards = ceremony.CardOptions{Selector: a.selector(&cf, o.Rehearsal), PIN: pins}
 			res, err := ceremony.Combine(o)
 			if err != nil {
 				return err
@@ -53,5 +61,6 @@ native age X25519 identities (-i, repeatable); custos never runs age plugins.`,
 	f.IntVar(&o.Components, "components", 0, "write N XOR components instead of the secret")
 	f.BoolVar(&o.Rehearsal, "rehearsal", false, "rehearsal: accept rehearsal records only")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	cf.register(cmd)
 	return cmd
 }

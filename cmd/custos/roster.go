@@ -18,16 +18,22 @@ func (a *app) rosterCreateCmd() *cobra.Command {
 	var o ceremony.RosterOptions
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "create --threshold K -o roster.json --recipient NAME=age1... ...",
+		Use:   "create --threshold K -o roster.json [CUSTODIAN.json...] [--recipient NAME=age1...]",
 		Short: "Write a k-of-n roster and print its SHA-256 for the minutes",
 		Long: `Write a k-of-n roster of custodians and print its SHA-256, which the witnesses write into the minutes;
 every flow that writes shares for this roster pins it (--expect-roster-sha256).
 
+Card custodians are the records 'custos card enroll' wrote (CUSTODIAN.json arguments): each record's
+two attestations must chain to Yubico's roots (with --rehearsal: only to the sim's virtual root,
+$CUSTOS_SIM_DIR/attestation-root.pem), certify the recorded keys on the recorded card, and show a
+decryption key that needs the PIN and, in production, a touch (unless --allow-touch-never REASON, which
+the roster records). No card serves two custodians.
+
 Software custodians are native age X25519 recipients (--recipient NAME=age1...), accepted only with
 --allow-software. Production rosters must have fewer than K of them, so that no quorum can form without
 cards.`,
-		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Records = args
 			if o.Out == "" {
 				return usageError{fmt.Errorf("-o roster.json is required")}
 			}
@@ -43,6 +49,7 @@ cards.`,
 	f.StringVarP(&o.Out, "output", "o", "", "where to write the roster (must not exist)")
 	f.StringArrayVar(&o.Recipients, "recipient", nil, "a software custodian NAME=age1... (repeatable; needs --allow-software)")
 	f.BoolVar(&o.AllowSoftware, "allow-software", false, "allow software (X25519) recipients")
+	f.StringVar(&o.AllowTouchNever, "allow-touch-never", "", "accept decryption keys without touch always in production, for this recorded reason")
 	f.BoolVar(&o.Rehearsal, "rehearsal", false, "a rehearsal roster: never accepted in production")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.MarkFlagRequired("threshold")

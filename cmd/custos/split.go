@@ -13,6 +13,7 @@ func (a *app) splitCmd() *cobra.Command {
 	var o ceremony.SplitOptions
 	var secretFile string
 	var asJSON bool
+	var cf cardFlags
 	cmd := &cobra.Command{
 		Use:   "split --roster R (--secret-file F | --generate 16|24|32) --out DIR",
 		Short: "Split a secret among a roster's custodians",
@@ -22,7 +23,11 @@ signed by a key derived from the secret. Print the manifest key fingerprint into
 and share check pin it (--expect-manifest-key).
 
 In production the roster's SHA-256 from the minutes is required (--expect-roster-sha256, or typed on the
-terminal) and the secret is generated (--generate); --secret-file is for rehearsals only.`,
+terminal) and the secret is generated (--generate); --secret-file is for rehearsals only.
+
+Card custodians' records are verified again, and before the manifest is signed every card custodian's
+card proves its liveness and opens its new share and check token from disk (the check round): one PIN
+entry per card.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Roster == "" || o.Out == "" {
@@ -44,6 +49,12 @@ terminal) and the secret is generated (--generate); --secret-file is for rehears
 					return fmt.Errorf("secret file %s is %d bytes; custos splits AES keys of 16, 24 or 32 bytes", secretFile, len(o.Secret))
 				}
 			}
+			pins, wipe, err := a.pinEntry(&cf, o.Rehearsal)
+			if err != nil {
+				return err
+			}
+			defer wipe()
+			o.Cards = ceremony.CardOptions{Selector: a.selector(&cf, o.Rehearsal), PIN: pins}
 			o.Deviations = a.deviations()
 			if o.Host, err = a.hostFacts(); err != nil {
 				return err
@@ -72,5 +83,6 @@ terminal) and the secret is generated (--generate); --secret-file is for rehears
 	f.StringVar(&o.Out, "out", "", "the new directory (must not exist)")
 	f.BoolVar(&o.Rehearsal, "rehearsal", false, "rehearsal: rehearsal roster, secret file allowed, record marked")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	cf.register(cmd)
 	return cmd
 }

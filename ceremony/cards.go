@@ -1,0 +1,95 @@
+package ceremony
+
+// Custodian cards in the flows: which cards a record expects, liveness before any PIN (invariant 2),
+// and one PIN entry per card per command.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/custos-pki/custos/card"
+	"github.com/custos-pki/custos/shares"
+)
+
+// CardOptions are how a flow reaches the custodians' cards.
+type CardOptions struct {
+	// Selector chooses the cards; nil when the flow uses no cards (software custodians only).
+	Selector *card.Selector
+	PIN      card.PINOptions
+}
+
+// expectedCards returns what a signed manifest pins about its card custodians.
+func expectedCards(m *shares.Manifest) ([]card.Expected, error) {
+	var out []card.Expected
+	for _, e := range m.Custodians {
+		if e.Card == nil {
+			continue
+		}
+		x, err := card.ExpectedFromCardInfo(e.Name, e.Card)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// withCards opens, one at a time, the present cards of want (at most max when max > 0), proves each
+// card's liveness under the signing key pinned for its serial before anything else, and calls fn with
+// the card's key: an identity that asks for the PIN (prompt naming the flow, the record and purpose)
+// at its first use, and the card's signer. fn returns more == false to stop.
+func withCards(co CardOptions, want []card.Expected, max int, flow, record, purpose string, fn func(k presentKey) (bool, error)) error {
+	if co.Selector == nil {
+		return nil
+	}
+	return co.Selector.Each(want, max, func(c *card.Card, e card.Expected) (bool, error) {
+		if err := c.Liveness(e); err != nil {
+			return false, err
+		}
+		prompt := fmt.Sprintf("custos %s, record %s: PIN of YubiKey %d (custodian %s); the card will %s", flow, record, e.Serial, e.Name, purpose)
+		id, err := c.Identity(e, co.PIN, prompt)
+		if err != nil {
+			return false, err
+		}
+		return fn(presentKey{name: e.Name, identity: id, signer: c.Signer(e), source: fmt.Sprintf("card %d", e.Serial)})
+	})
+}
+
+// attestationTrust returns the roots custodian records are verified under: Yubico's in production,
+// the sim's virtual root ($CUSTOS_SIM_DIR/attestation-root.pem) only in a rehearsal.
+func attestationTrust(rehearsal bool) (*card.Trust, error) {
+	if !rehearsal {
+		return card.YubicoTrust()
+	}
+	dir := os.Getenv("CUSTOS_SIM_DIR")
+	if dir == "" {
+		return nil, fmt.Errorf("a rehearsal verifies card attestations under the sim's virtual root, and CUSTOS_SIM_DIR is not set: run eval \"$(custos-sim up ...)\" first")
+	}
+	b, err := readLimited(filepath.Join(dir, "attestation-root.pem"), maxRecordFile)
+	if err != nil {
+		return nil, fmt.Errorf("the sim's attestation root: %w", err)
+	}
+	return card.RehearsalTrust(b)
+}
+
+// verifyRosterCards verifies the attestations and policies of a roster's card custodians and returns
+// their records by name.
+func verifyRosterCards(r *shares.Roster, rehearsal bool) (map[string]*card.Record, error) {
+	out := map[string]*card.Record{}
+	if r.Software() == len(r.Custodians) && r.AllowTouchNever == "" {
+		return out, nil
+	}
+	t, err := attestationTrust(rehearsal)
+	if err != nil {
+		return nil, err
+	}
+	vrs, err := card.VerifyRoster(r, t)
+	if err != nil {
+		return nil, err
+	}
+	for _, vr := range vrs {
+		out[vr.Record.Name] = vr.Record
+	}
+	return out, nil
+}
