@@ -30,7 +30,7 @@ type SplitOptions struct {
 	// Cards reaches the card custodians for the check round: every card opens its share and check
 	// token from disk before the manifest is signed.
 	Cards CardOptions
-	Now                func() time.Time
+	Now   func() time.Time
 }
 
 // SplitResult is what a split reports.
