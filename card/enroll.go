@@ -214,10 +214,9 @@ func (c *Card) replaceDefaultPIN(old []byte, o EnrollOptions) ([]byte, error) {
 // PIN-protected on the card (first stored, then set, so that a failure in between never leaves the card
 // with a key no one knows); otherwise the PIN-protected one is read.
 func (c *Card) managementKey(pin []byte) ([]byte, error) {
-	key := make([]byte, 24) // 3DES before firmware 5.4
-	if f := c.firmware; f[0] > 5 || f[0] == 5 && f[1] >= 4 {
-		key = make([]byte, 32) // AES-256: piv-go sets an AES key on 5.4 and later
-	}
+	// 24 bytes: piv-go sets it as AES-192 on firmware 5.4 and later (3DES before), and writes the
+	// PIN-protected copy with a fixed 24-byte length, which would garble a 32-byte key.
+	key := make([]byte, 24)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}

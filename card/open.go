@@ -24,6 +24,7 @@ type Card struct {
 	firmware Firmware
 
 	pinVerified bool // a PIN was verified on this connection (PIN policy once)
+	closed      bool
 }
 
 // Open connects to the card in a reader (exclusively) and reads its serial and firmware: three APDUs
@@ -57,8 +58,12 @@ func (c *Card) hasMetadata() bool {
 	return f[0] > 5 || f[0] == 5 && f[1] >= 3
 }
 
-// Close releases the card, leaving it as it is (no reset).
+// Close releases the card, leaving it as it is (no reset). Closing a closed card does nothing.
 func (c *Card) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
 	if err := c.yk.Close(); err != nil {
 		return fmt.Errorf("card: closing YubiKey %d: %w", c.serial, err)
 	}

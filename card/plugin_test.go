@@ -31,7 +31,8 @@ func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == PluginBinary {
 		os.Exit(RunPlugin(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv, softwareOpener))
 	}
-	os.Exit(m.Run())
+	// The PC/SC tests (pcsc_*_test.go) share one sim of four virtual cards.
+	os.Exit(testenv.RunWithSim(m, testenv.SimOptions{Cards: 4, FirstSerial: simFirstSerial}))
 }
 
 // Software cards for the protocol tests: serial 12345678 holds the reference KAT key in slot 0x82;

@@ -41,7 +41,9 @@ const initialState = "initial"
 // tests, brings the sim down and checks that nothing it started is left: a leak fails the run. Run
 // with the sim's daemon environment (ServeEnv), the test binary is instead the sim's daemon, started
 // by sim.Up inside the namespaces; RunWithSim then serves and returns without running tests.
-func RunWithSim(m *testing.M, opts SimOptions) int {
+//
+// m is a *testing.M, or anything that runs the tests (a testscript.Main wrapper).
+func RunWithSim(m interface{ Run() int }, opts SimOptions) int {
 	if dir, ok := os.LookupEnv(sim.ServeEnv); ok {
 		if err := sim.Serve(dir); err != nil {
 			fmt.Fprintf(os.Stderr, "custos-sim daemon: %v\n", err)
