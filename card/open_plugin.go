@@ -156,7 +156,9 @@ func (s *openedSlot) Close() error { return s.release() }
 // pluginPINs is the PINUI of plugin mode: everything goes through the age client.
 type pluginPINs struct{ ui PluginUI }
 
-func (p pluginPINs) PIN(serial uint32, prompt string) ([]byte, error) { return p.ui.PIN(serial, prompt) }
+func (p pluginPINs) PIN(serial uint32, prompt string) ([]byte, error) {
+	return p.ui.PIN(serial, prompt)
+}
 
 func (p pluginPINs) ConfirmLastTry(serial uint32, prompt string) (bool, error) {
 	return p.ui.Confirm(prompt, "Spend the last try", "Cancel")
