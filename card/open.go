@@ -23,7 +23,8 @@ type Card struct {
 	serial   uint32
 	firmware Firmware
 
-	pinVerified bool // a PIN was verified on this connection (PIN policy once)
+	pinVerified bool   // a PIN was verified on this connection (PIN policy once)
+	heldPIN     []byte // the PIN entered for a key with PIN policy always, until Close
 	closed      bool
 }
 
@@ -64,6 +65,7 @@ func (c *Card) Close() error {
 		return nil
 	}
 	c.closed = true
+	clear(c.heldPIN)
 	if err := c.yk.Close(); err != nil {
 		return fmt.Errorf("card: closing YubiKey %d: %w", c.serial, err)
 	}

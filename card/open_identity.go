@@ -51,9 +51,25 @@ func (c *Card) exchanger(slot Slot, spki []byte, pin PINPolicy, touch TouchPolic
 // ECDH implements KeyExchanger on the card.
 func (x *slotExchanger) ECDH(peer *ecdh.PublicKey) ([]byte, error) {
 	c := x.c
-	if x.pin == PINAlways || x.pin == PINOnce && !c.pinVerified {
-		if err := c.VerifyPIN(x.o, x.prompt); err != nil {
+	switch {
+	case x.pin == PINAlways && c.heldPIN != nil:
+		// One PIN entry per card per command: the PIN entered for this command is sent again.
+		if err := c.verifyPIN(c.heldPIN); err != nil {
 			return nil, err
+		}
+	case x.pin == PINAlways || x.pin == PINOnce && !c.pinVerified:
+		pin, err := c.askPIN(x.o, x.prompt)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.verifyPIN(pin); err != nil {
+			clear(pin)
+			return nil, err
+		}
+		if x.pin == PINAlways {
+			c.heldPIN = pin // wiped by Close
+		} else {
+			clear(pin)
 		}
 	}
 	if x.touch != TouchNever && x.o.UI != nil {

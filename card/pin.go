@@ -45,22 +45,22 @@ const (
 	DefaultPUK = "12345678"
 )
 
-// pinTries returns the PIN tries left, asked with an empty VERIFY (which spends none); verified is
-// set when the card says the PIN is already verified on this connection.
-func (c *Card) pinTries() (tries int, verified bool, err error) {
-	tries, err = c.yk.Retries()
+// pinTries returns the PIN tries left, asked with an empty VERIFY (which spends none), or -1 when the
+// card says the PIN is verified (its last entry was right, so no try is at risk).
+func (c *Card) pinTries() (int, error) {
+	tries, err := c.yk.Retries()
 	if err == nil {
-		return tries, false, nil
+		return tries, nil
 	}
 	var ae piv.AuthErr
 	if errors.As(err, &ae) {
-		return ae.Retries, false, nil
+		return ae.Retries, nil
 	}
 	if c.pinVerified {
 		// piv-go reports an empty VERIFY that succeeds (the PIN is verified) as an error without status.
-		return 0, true, nil
+		return -1, nil
 	}
-	return 0, false, c.cardErr("reading the PIN tries left", err)
+	return 0, c.cardErr("reading the PIN tries left", err)
 }
 
 // VerifyPIN asks for the card's PIN with prompt and verifies it: one VERIFY carrying a PIN. It refuses
@@ -77,7 +77,7 @@ func (c *Card) VerifyPIN(o PINOptions, prompt string) error {
 
 // askPIN checks the tries left and asks for the PIN, for the caller to wipe.
 func (c *Card) askPIN(o PINOptions, prompt string) ([]byte, error) {
-	tries, _, err := c.pinTries()
+	tries, err := c.pinTries()
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func expectedCards(m *shares.Manifest) ([]card.Expected, error) {
 // the card's key: an identity that asks for the PIN (prompt naming the flow, the record and purpose)
 // at its first use, and the card's signer. fn returns more == false to stop.
 func withCards(co CardOptions, want []card.Expected, max int, flow, record, purpose string, fn func(k presentKey) (bool, error)) error {
-	if co.Selector == nil {
+	if co.Selector == nil || len(want) == 0 {
 		return nil
 	}
 	return co.Selector.Each(want, max, func(c *card.Card, e card.Expected) (bool, error) {

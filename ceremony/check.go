@@ -103,6 +103,9 @@ func cardShareCheck(o ShareCheckOptions, lm *loadedManifest) (*Receipt, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(want) == 0 {
+		return nil, fmt.Errorf("%w: ceremony %s has no card custodians; give the custodian's identity file with -i", ErrUsage, lm.CeremonyID)
+	}
 	var rc *Receipt
 	err = withCards(o.Cards, want, 1, "share check", lm.CeremonyID, "decrypt the check token (never the share)", func(k presentKey) (bool, error) {
 		e, _ := lm.Custodian(k.name)

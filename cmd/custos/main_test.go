@@ -15,15 +15,26 @@ import (
 	"filippo.io/age/armor"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/internal/testenv"
 	"github.com/custos-pki/custos/shares"
 	"github.com/custos-pki/custos/wrap"
 )
 
+// TestMain runs the tests with a sim of eight virtual cards (the card scripts, cards_*.txtar, each use
+// their own), and serves the custos and age-plugin-yubikey commands to the scripts.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
-		"custos": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	testscript.Main(withSim{m}, map[string]func(){
+		"custos":          func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+		card.PluginBinary: func() { os.Exit(runPlugin(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
+}
+
+// withSim runs the tests with the sim up.
+type withSim struct{ m *testing.M }
+
+func (w withSim) Run() int {
+	return testenv.RunWithSim(w.m, testenv.SimOptions{Cards: 8, FirstSerial: 9000001})
 }
 
 // TestScripts runs the CLI scripts in testdata/script: each reads as documentation of one behaviour.

@@ -31,8 +31,15 @@ func RunScripts(t *testing.T, dir string, extra map[string]func(ts *testscript.T
 		Dir:                 dir,
 		Cmds:                cmds,
 		RequireExplicitExec: true,
+		Condition: func(cond string) (bool, error) {
+			if cond == "sim" {
+				return simCondition()
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("CI", os.Getenv("CI"))
+			simScriptEnv(e)
 			return nil
 		},
 	})
@@ -58,6 +65,7 @@ func RunScripts(t *testing.T, dir string, extra map[string]func(ts *testscript.T
 //	encrypt RECIPIENT IN OUT    age-encrypts IN to an X25519 RECIPIENT, armored, into OUT
 //	xorfiles OUT IN...          writes the XOR of the IN files (all the same size) to OUT
 //	writefile FILE TEXT         writes TEXT and a newline to FILE ($VARs in TEXT are expanded)
+//	sim SUBCOMMAND SERIAL...    the test process's virtual cards (see cmdSim); guard with [!sim] skip
 func ScriptCommands() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
 		"agekeys":   cmdAgeKeys,
@@ -72,6 +80,7 @@ func ScriptCommands() map[string]func(ts *testscript.TestScript, neg bool, args 
 		"encrypt":   cmdEncrypt,
 		"xorfiles":  cmdXorFiles,
 		"writefile": cmdWriteFile,
+		"sim":       cmdSim,
 	}
 }
 
