@@ -26,6 +26,22 @@ func simScriptEnv(e *testscript.Env) {
 // scriptCards is held by the card script running (sim lock).
 var scriptCards sync.Mutex
 
+// marks are the cards' PIN-carrying VERIFY counts at sim mark.
+var marks sync.Map
+
+func pinVerifies(serial uint32) (uint64, error) {
+	st, err := theSim.s.Status()
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range st.Cards {
+		if c.Serial == serial {
+			return c.Counters().PINVerifies, nil
+		}
+	}
+	return 0, fmt.Errorf("no card %d", serial)
+}
+
 // cmdSim: the test process's virtual cards, for scripts whose test binary runs RunWithSim:
 //
 //	sim lock                  holds the cards for this script until it ends: scripts run in parallel,
@@ -33,6 +49,8 @@ var scriptCards sync.Mutex
 //	sim fresh SERIAL...       the cards as they first came up (default PIN, no keys)
 //	sim eject|insert SERIAL   takes a card out of its reader, or puts it back
 //	sim verifies SERIAL       prints the number of PIN-carrying VERIFYs the card has received
+//	sim mark SERIAL...        remembers the cards' PIN-carrying VERIFY counts
+//	sim verified N SERIAL...  fails unless each card received exactly N PIN-carrying VERIFYs since its mark
 func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: sim fresh|eject|insert|verifies SERIAL...")
@@ -48,7 +66,16 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Defer(scriptCards.Unlock)
 		return
 	}
-	for _, a := range args[1:] {
+	serials, want := args[1:], -1
+	if args[0] == "verified" {
+		if len(args) < 2 {
+			ts.Fatalf("usage: sim verified N SERIAL...")
+		}
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		serials, want = args[2:], n
+	}
+	for _, a := range serials {
 		n, err := strconv.ParseUint(a, 10, 32)
 		if err != nil {
 			ts.Fatalf("sim: serial %q", a)
@@ -61,15 +88,23 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 			err = theSim.s.Eject(serial)
 		case "insert":
 			err = theSim.s.Insert(serial)
-		case "verifies":
-			st, serr := theSim.s.Status()
-			if err = serr; err == nil {
-				err = fmt.Errorf("no card %d", serial)
-				for _, c := range st.Cards {
-					if c.Serial == serial {
-						fmt.Fprintf(ts.Stdout(), "%d\n", c.Counters().PINVerifies)
-						err = nil
-					}
+		case "verifies", "mark", "verified":
+			var n uint64
+			if n, err = pinVerifies(serial); err != nil {
+				break
+			}
+			switch args[0] {
+			case "verifies":
+				fmt.Fprintf(ts.Stdout(), "%d\n", n)
+			case "mark":
+				marks.Store(serial, n)
+			case "verified":
+				m, ok := marks.Load(serial)
+				if !ok {
+					ts.Fatalf("sim verified: card %d has no mark", serial)
+				}
+				if got := n - m.(uint64); got != uint64(want) {
+					ts.Fatalf("card %d received %d PIN-carrying VERIFYs since its mark, want %d", serial, got, want)
 				}
 			}
 		default:
