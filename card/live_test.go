@@ -61,10 +61,10 @@ func TestLivenessRefusesAnotherCard(t *testing.T) {
 	}
 }
 
-// TestCardDecryption: under PIN policy once, one card opened once decrypts several files with exactly
-// one PIN-carrying VERIFY; the APDUs of one share decryption, liveness and opening included, stay
-// within 10 (docs/performance.md); the prompt names the flow, the record and what the card will do,
-// and the touch is asked for.
+// TestCardDecryption: under PIN policy once, one card opened once decrypts several files (piv-p256 and
+// p256tag stanzas) with exactly one PIN-carrying VERIFY; the APDUs of one share decryption, liveness
+// and opening included, stay within 10 (docs/performance.md); the prompt names the flow, the record
+// and what the card will do, and the touch is asked for.
 func TestCardDecryption(t *testing.T) {
 	e := testenv.Sim(t)
 	serial := e.Serials()[2]
@@ -74,10 +74,18 @@ func TestCardDecryption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tagRcp, err := rcp.TagRecipient()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var files [][]byte
-	for _, msg := range []string{"share", "check token", "another"} {
+	for i, msg := range []string{"share", "check token", "a p256tag file"} {
+		var to age.Recipient = rcp
+		if i == 2 {
+			to = tagRcp // age1tag1…: HPKE with the card as the key exchanger
+		}
 		var buf bytes.Buffer
-		w, err := age.Encrypt(&buf, rcp)
+		w, err := age.Encrypt(&buf, to)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,9 +112,13 @@ func TestCardDecryption(t *testing.T) {
 	if apdus > 10 {
 		t.Errorf("%d APDUs for one share decryption, target at most 10: %v", apdus, one.ByINS)
 	}
-	for _, f := range files[1:] {
-		if _, err := decryptNative(t, f, id); err != nil {
+	for i, f := range files[1:] {
+		got, err := decryptNative(t, f, id)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 1 && string(got) != "a p256tag file" {
+			t.Errorf("p256tag file decrypted to %q", got)
 		}
 	}
 	if n := e.Counters(t, serial).PINVerifies - before.PINVerifies; n != 1 {

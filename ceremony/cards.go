@@ -19,6 +19,9 @@ type CardOptions struct {
 	PIN      card.PINOptions
 }
 
+// A card's signing key co-signs seals and signs receipts.
+var _ Signer = (*card.Signer)(nil)
+
 // expectedCards returns what a signed manifest pins about its card custodians.
 func expectedCards(m *shares.Manifest) ([]card.Expected, error) {
 	var out []card.Expected
