@@ -76,6 +76,29 @@ func (s *Selector) Each(want []Expected, max int, fn func(c *Card, e Expected) (
 	return nil
 }
 
+// Hold opens the present cards of want (those chosen with --serial, if any) all at once, for a flow
+// that needs them together (a seal the cards co-sign), and returns them in want's order, nil where
+// absent. The caller closes them. Not with OneReader.
+func (s *Selector) Hold(want []Expected) ([]*Card, error) {
+	if s.OneReader {
+		return nil, fmt.Errorf("card: %w: this step needs the cards together, not --one-reader", ErrAmbiguous)
+	}
+	for _, serial := range s.Serials {
+		if !slices.ContainsFunc(want, func(e Expected) bool { return e.Serial == serial }) {
+			return nil, fmt.Errorf("card: YubiKey %d is not a card of this record; expected %s", serial, expectedList(want))
+		}
+	}
+	if len(s.Serials) > 0 {
+		want = slices.Clone(want)
+		for i, e := range want {
+			if !slices.Contains(s.Serials, e.Serial) {
+				want[i].Serial = 0 // not chosen: matches no card
+			}
+		}
+	}
+	return s.present(want, 0)
+}
+
 // present opens every card present and returns, in want's order, those want names (nil where absent).
 func (s *Selector) present(want []Expected, max int) ([]*Card, error) {
 	readers, err := s.Env.Readers()

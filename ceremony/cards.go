@@ -40,23 +40,60 @@ func expectedCards(m *shares.Manifest) ([]card.Expected, error) {
 
 // withCards opens, one at a time, the present cards of want (at most max when max > 0), proves each
 // card's liveness under the signing key pinned for its serial before anything else, and calls fn with
-// the card's key: an identity that asks for the PIN (prompt naming the flow, the record and purpose)
-// at its first use, and the card's signer. fn returns more == false to stop.
+// the card's key (see cardKey). fn returns more == false to stop.
 func withCards(co CardOptions, want []card.Expected, max int, flow, record, purpose string, fn func(k presentKey) (bool, error)) error {
 	if co.Selector == nil || len(want) == 0 {
 		return nil
 	}
 	return co.Selector.Each(want, max, func(c *card.Card, e card.Expected) (bool, error) {
-		if err := c.Liveness(e); err != nil {
-			return false, err
-		}
-		prompt := fmt.Sprintf("custos %s, record %s: PIN of YubiKey %d (custodian %s); the card will %s", flow, record, e.Serial, e.Name, purpose)
-		id, err := c.Identity(e, co.PIN, prompt)
+		k, err := cardKey(co, c, e, flow, record, purpose)
 		if err != nil {
 			return false, err
 		}
-		return fn(presentKey{name: e.Name, identity: id, signer: c.Signer(e), source: fmt.Sprintf("card %d", e.Serial)})
+		return fn(k)
 	})
+}
+
+// cardKey proves a card's liveness and returns its key: an identity that asks for the PIN (the prompt
+// naming the flow, the record and purpose) at its first use, and its signer.
+func cardKey(co CardOptions, c *card.Card, e card.Expected, flow, record, purpose string) (presentKey, error) {
+	if err := c.Liveness(e); err != nil {
+		return presentKey{}, err
+	}
+	prompt := fmt.Sprintf("custos %s, record %s: PIN of YubiKey %d (custodian %s); the card will %s", flow, record, e.Serial, e.Name, purpose)
+	id, err := c.Identity(e, co.PIN, prompt)
+	if err != nil {
+		return presentKey{}, err
+	}
+	return presentKey{name: e.Name, identity: id, signer: c.Signer(e), source: fmt.Sprintf("card %d", e.Serial)}, nil
+}
+
+// holdCards opens the present cards of want all at once and proves each one's liveness; the keys it
+// returns (in want's order, for the cards present) stay usable until release.
+func holdCards(co CardOptions, want []card.Expected, flow, record, purpose string) (keys []presentKey, release func(), err error) {
+	cards, err := co.Selector.Hold(want)
+	if err != nil {
+		return nil, nil, err
+	}
+	release = func() {
+		for _, c := range cards {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	for i, c := range cards {
+		if c == nil {
+			continue
+		}
+		k, err := cardKey(co, c, want[i], flow, record, purpose)
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, release, nil
 }
 
 // attestationTrust returns the roots custodian records are verified under: Yubico's in production,

@@ -115,10 +115,11 @@ func Split(o SplitOptions) (*SplitResult, error) {
 		return nil, err
 	}
 	pinCards(m, records)
-	checked, err := splitCheckRound(o.Cards, out, m, o.Out)
+	checked, cosigners, release, err := splitCheckRound(o.Cards, out, m, o.Out)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	if err := out.WriteFile("roster.json", rosterBytes); err != nil {
 		return nil, err
 	}
@@ -135,7 +136,7 @@ func Split(o SplitOptions) (*SplitResult, error) {
 		return nil, err
 	}
 	fp, _ := m.ManifestKeyFingerprint()
-	seal, err := sealSplit(out, m, o, checked, manifestFile, key)
+	seal, err := sealSplit(out, m, o, checked, manifestFile, append([]Signer{ManifestKeySigner(key)}, cosigners...))
 	if err != nil {
 		return nil, err
 	}
@@ -149,8 +150,9 @@ func Split(o SplitOptions) (*SplitResult, error) {
 	}, nil
 }
 
-// sealSplit writes the split's transcript into the record being built and seals it with the manifest key.
-func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, checked []Facts, manifestFile []byte, key ed25519.PrivateKey) (string, error) {
+// sealSplit writes the split's transcript into the record being built and seals it with the signers:
+// the manifest key and the cards of the check round.
+func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, checked []Facts, manifestFile []byte, signers []Signer) (string, error) {
 	host := Facts{"rehearsal": o.Rehearsal}
 	for k, v := range o.Host {
 		host[k] = v
@@ -192,7 +194,7 @@ func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, checked []Facts
 	if err != nil {
 		return "", err
 	}
-	return t.Seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess, Files: files}, ManifestKeySigner(key))
+	return t.Seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess, Files: files}, signers...)
 }
 
 // sealedFiles are one custodian's share file and check file.
@@ -326,16 +328,17 @@ func now(f func() time.Time) string {
 
 // splitCheckRound has every card custodian's card open its share and its check token from disk, as
 // written, before the manifest is signed (invariant 4), each card after proving liveness. It returns
-// what each card showed, for the transcript.
-func splitCheckRound(co CardOptions, out *fsx.Dir, m *shares.Manifest, dest string) ([]Facts, error) {
+// what each card showed, for the transcript, and the cards' seal co-signers, usable until release.
+// With --one-reader the cards come one after another and do not co-sign.
+func splitCheckRound(co CardOptions, out *fsx.Dir, m *shares.Manifest, dest string) (checked []Facts, signers []Signer, release func(), err error) {
+	release = func() {}
 	want, err := expectedCards(m)
-	if err != nil || len(want) == 0 {
-		return nil, err
+	if err != nil || len(want) == 0 || co.Selector == nil {
+		return nil, nil, release, err
 	}
 	lm := &loadedManifest{Manifest: m, dir: out.TempPath("."), final: dest}
-	var checked []Facts
-	done := map[string]bool{}
-	err = withCards(co, want, 0, "split", m.CeremonyID, "decrypt its new share and check token (check round)", func(k presentKey) (bool, error) {
+	const purpose = "decrypt its new share and check token (check round), and co-sign the record"
+	check := func(k presentKey) (bool, error) {
 		e, _ := m.Custodian(k.name)
 		env, err := openShare(lm, e, k.identity)
 		if err != nil {
@@ -345,20 +348,32 @@ func splitCheckRound(co CardOptions, out *fsx.Dir, m *shares.Manifest, dest stri
 		if _, err := openCheckToken(lm, e, k.identity); err != nil {
 			return false, fmt.Errorf("check round: %w", err)
 		}
-		done[k.name] = true
 		checked = append(checked, Facts{"name": k.name, "key": k.source, "liveness": "signed " + card.LiveFormat + " challenge verified",
 			"share": "opened, commitment matches", "check_token": "opened, value matches"})
 		return true, nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	for _, w := range want {
-		if !done[w.Name] {
-			return nil, fmt.Errorf("check round: the card of %q (YubiKey %d) was not present; every card opens its share before the manifest is signed", w.Name, w.Serial)
+	if co.Selector.OneReader {
+		err = withCards(co, want, 0, "split", m.CeremonyID, purpose, check)
+	} else {
+		var keys []presentKey
+		if keys, release, err = holdCards(co, want, "split", m.CeremonyID, purpose); err != nil {
+			return nil, nil, func() {}, err
+		}
+		for _, k := range keys {
+			if _, err = check(k); err != nil {
+				break
+			}
+			signers = append(signers, k.signer)
 		}
 	}
-	return checked, nil
+	if err == nil && len(checked) < len(want) {
+		err = fmt.Errorf("check round: %d of the %d cards were present; every card opens its share before the manifest is signed", len(checked), len(want))
+	}
+	if err != nil {
+		release()
+		return nil, nil, func() {}, err
+	}
+	return checked, signers, release, nil
 }
 
 func checkedFacts(checked []Facts) []any {
