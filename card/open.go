@@ -5,6 +5,7 @@ package card
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-piv/piv-go/v2/piv"
@@ -72,11 +73,15 @@ func (c *Card) Close() error {
 	return nil
 }
 
+// removalSigns are piv-go's messages for the PC/SC errors of a card that left its reader or was reset
+// while custos held it: removed, reset, or its transaction ended with it.
+var removalSigns = []string{"has been removed", "has been reset", "non-existent transaction"}
+
 // cardErr wraps an error of a command sent to the card, recognising a card that was removed or reset
 // mid-command.
 func (c *Card) cardErr(what string, err error) error {
 	msg := err.Error()
-	if strings.Contains(msg, "has been removed") || strings.Contains(msg, "has been reset") || strings.Contains(msg, "power has been removed") {
+	if slices.ContainsFunc(removalSigns, func(s string) bool { return strings.Contains(msg, s) }) {
 		return fmt.Errorf("card: YubiKey %d left reader %q while custos was %s (%w); insert it and run the command again", c.serial, c.reader, what, ErrCardRemoved)
 	}
 	return fmt.Errorf("card: YubiKey %d: %s: %w", c.serial, what, err)
