@@ -25,6 +25,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/ceremony"
 	"github.com/custos-pki/custos/internal/jcs"
 	"github.com/custos-pki/custos/internal/testenv"
@@ -195,7 +196,7 @@ func TestRebuildShamirVector(t *testing.T) {
 func TestFormatVersionsDocumented(t *testing.T) {
 	doc := readDoc(t)
 	for _, v := range []string{wrap.FileFormat, shares.EnvelopeFormat, shares.CheckTokenFormat,
-		shares.ManifestFormat, shares.RosterFormat, ceremony.ReceiptFormat} {
+		shares.ManifestFormat, shares.RosterFormat, ceremony.ReceiptFormat, card.RecordFormat, card.LiveFormat} {
 		if !strings.Contains(doc, "`"+v+"`") {
 			t.Errorf("format version %s is not documented in format.md", v)
 		}
@@ -296,7 +297,16 @@ func TestMemberTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	recFile, err := os.ReadFile(filepath.Join("..", "card", "testdata", "attest", "custodian-rehearsal.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := card.ParseRecord(recFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	objects := map[string][]byte{
+		"custodian record": marshal(t, rec), "card key": marshal(t, rec.Decryption),
 		"roster": roster, "roster member": r.Custodians[0], "share envelope": envelope,
 		"check token": token, "manifest file": manifestFile, "manifest": marshal(t, m),
 		"manifest entry": entry, "share reference": e.Share, "check reference": e.Check,
