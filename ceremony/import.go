@@ -24,6 +24,7 @@ type ImportOptions struct {
 	Ceremony        []string // record directories, oldest first; the last holds the manifest imported from
 	ExpectSeal      string   // the last record's seal from the minutes; required in production
 	HSM             hsm.Config
+	HSMPIN          func() ([]byte, error) // asks for the HSM PIN when the token is opened (not with ProtectedAuth)
 	HSMPINSource    string
 	Transport       string // auto, rsa-aes, oaep, create
 	CAUnwrap        string // kwp, host-cbcpad
@@ -31,9 +32,7 @@ type ImportOptions struct {
 	Identities      []string // identity files of software custodians in the quorum
 	Out             string
 	Rehearsal       bool
-	AllowDeviations []string
-	BinarySHA256    string
-	Host            Host
+	Preflight       *PreflightReport // run first, before any pin is asked for
 	HostFacts       Facts
 	Now             func() time.Time
 	// AfterStep, when set, is called after each step of ImportSteps (a test seam for interruptions).
@@ -73,9 +72,9 @@ type importRun struct {
 // destroyed; the record sealed, signed by the manifest key and co-signed by the cards.
 func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error) {
 	defer clear(o.HSM.PIN)
-	pf, err := Preflight(o.Host, o.BinarySHA256, o.AllowDeviations, o.Rehearsal)
-	if err != nil {
-		return nil, err
+	pf := o.Preflight
+	if pf == nil {
+		return nil, errors.New("the flow needs its preflight report")
 	}
 	if len(o.Ceremony) == 0 {
 		return nil, fmt.Errorf("%w: --ceremony DIR names the record to import from", ErrUsage)
@@ -303,10 +302,8 @@ func (im *importRun) combine(context.Context) error {
 }
 
 func (im *importRun) importKey(ctx context.Context) error {
-	cfg := im.o.HSM
-	cfg.Rehearsal = im.o.Rehearsal
 	var err error
-	if im.sess, err = hsm.Open(ctx, cfg); err != nil {
+	if im.sess, err = openToken(ctx, im.o.HSM, im.o.HSMPIN, im.o.Rehearsal); err != nil {
 		return err
 	}
 	fp, _ := im.m.ManifestKeyFingerprint()
