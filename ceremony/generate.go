@@ -183,7 +183,7 @@ func (g *generation) presentKeys() error {
 	for _, m := range g.roster.Custodians {
 		recips[m.Recipient] = m.Name
 	}
-	keys, err := softwareKeys(g.o.Identities, recips)
+	keys, err := softwareKeys(g.o.Identities, recips, "the roster")
 	if err != nil {
 		return err
 	}
