@@ -235,7 +235,7 @@ to the token and proven; the KEK destroyed; the record sealed and linked to the 
 func (a *app) reshareCmd() *cobra.Command {
 	var (
 		f                        flowFlags
-		o                        ceremony.ReshareOptions
+		o                        ceremony.NextGeneration
 		expectSeal, expectRoster string
 		witness                  string
 	)
