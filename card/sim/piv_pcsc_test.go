@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"flag"
 	"math/big"
 	"os"
 	"os/exec"
@@ -30,6 +31,14 @@ import (
 const profileEnv = "CUSTOS_SIM_TEST_PROFILE"
 
 func TestMain(m *testing.M) {
+	// Fuzzing (the coordinator and each worker run TestMain) needs no PC/SC.
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run())
+	}
 	os.Exit(testenv.RunWithSim(m, testenv.SimOptions{Cards: 1, FirstSerial: 7000001, Profile: testProfile()}))
 }
 
