@@ -4,10 +4,11 @@
 // rehearsals only: every card's attestation chain ends in a fleet root that says it is virtual and
 // not for production, and card files hold private keys and PINs in the clear (mode 0600).
 //
-// The package also runs a fleet of cards on the real PC/SC stack (vpcd.go, runtime*.go): Up starts
-// a private pcscd with vsmartcard's vpcd driver in its own user, mount, network and PID namespaces,
-// each card connecting to its vpcd reader slot as the card; clients reach that pcscd through
-// PCSCLITE_CSOCK_NAME. docs/sim.md describes the directory, the isolation and the control socket.
+// A card file is JSON (format 1): serial, profile, the padded PIN and PUK with their retry
+// counters, the management key, the keys by slot (algorithm, policies, origin, PKCS #8), the data
+// objects by tag, the touch setting and the command counters. It is replaced atomically (temporary
+// file, rename) after every command; when the command changed more than the counters, the data
+// and the directory are also synced before the card answers.
 //
 // The reference for every APDU, status word and security-state rule is
 // piv-yubikey-emulation.md in the project's shared reference documents.
