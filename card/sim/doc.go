@@ -1,7 +1,8 @@
-// Package sim is a software YubiKey 5 PIV applet: it answers command APDUs exactly as a YubiKey 5
-// with firmware 5.2, 5.4 or 5.7 does (PIV and Yubico extensions, attestation, the management
-// applet's READ CONFIG), and keeps each card's state in one file. It is meant for tests and ceremony
-// rehearsals only: every card's attestation chain ends in a fleet root that says it is virtual and
+// Package sim provides virtual YubiKey 5 cards for the real PC/SC stack. A Card is a software PIV
+// applet that answers command APDUs exactly as a YubiKey 5 with firmware 5.2, 5.4 or 5.7 does (PIV
+// and Yubico extensions, attestation, the management applet's READ CONFIG) and keeps its state in
+// one file; the runtime (Up, Serve, Link) puts cards into the readers of a private pcscd through
+// vsmartcard's vpcd driver. It is meant for tests and ceremony rehearsals only: every card's attestation chain ends in a fleet root that says it is virtual and
 // not for production, and card files hold private keys and PINs in the clear (mode 0600).
 //
 // A card file is JSON (format 1): serial, profile, the padded PIN and PUK with their retry
