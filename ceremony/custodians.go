@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"filippo.io/age"
+
+	"github.com/custos-pki/custos/shares"
 )
 
 // presentKey is one custodian's key present for a flow: a native identity from an -i file, or a card
@@ -15,9 +17,9 @@ type presentKey struct {
 	source   string // where the key is: "identity file F" or "card SERIAL"
 }
 
-// softwareKeys matches identity files to custodians by recipient. Every identity must belong to one of
-// them; want names the custodians whose keys must all be present ("" entries are skipped).
-func softwareKeys(files []string, recipients map[string]string) ([]presentKey, error) {
+// softwareKeys matches identity files to custodians by recipient (recipients maps a recipient to its
+// custodian's name). Every identity must belong to one of them; where names the roster or ceremony.
+func softwareKeys(files []string, recipients map[string]string, where string) ([]presentKey, error) {
 	ids, err := readIdentityFiles(files)
 	if err != nil {
 		return nil, err
@@ -26,9 +28,18 @@ func softwareKeys(files []string, recipients map[string]string) ([]presentKey, e
 	for _, si := range ids {
 		name, ok := recipients[si.id.Recipient().String()]
 		if !ok {
-			return nil, fmt.Errorf("identity file %s is no custodian's (its recipient %s is not in the roster)", si.file, si.id.Recipient())
+			return nil, fmt.Errorf("identity file %s opens no share of %s (its recipient %s is not there)", si.file, where, si.id.Recipient())
 		}
 		out = append(out, presentKey{name: name, identity: si.id, source: "identity file " + si.file})
 	}
 	return out, nil
+}
+
+// manifestRecipients maps each custodian's recipient to its name.
+func manifestRecipients(m *shares.Manifest) map[string]string {
+	out := map[string]string{}
+	for _, e := range m.Custodians {
+		out[e.Recipient] = e.Name
+	}
+	return out
 }

@@ -37,19 +37,18 @@ type Prompter interface {
 type GenerateOptions struct {
 	Roster             string
 	ExpectRosterSHA256 string
-	HSM                hsm.Config // module, pins, token and login; HSM.Rehearsal follows Rehearsal
-	HSMPINSource       string     // where the HSM PIN came from, for the record ("terminal", "file (rehearsal)", ...)
-	CAKey              string     // rsa4096, rsa3072, p384, p256
-	Subject            string     // RFC 4514 DN of the root certificate; empty for none
+	HSM                hsm.Config             // module, pins, token and login; HSM.Rehearsal follows Rehearsal
+	HSMPIN             func() ([]byte, error) // asks for the HSM PIN when the token is opened (not with ProtectedAuth)
+	HSMPINSource       string                 // where the HSM PIN comes from, for the record
+	CAKey              string                 // rsa4096, rsa3072, p384, p256
+	Subject            string                 // RFC 4514 DN of the root certificate; empty for none
 	Validity           time.Duration
 	KeepCAKey          bool     // lock the CA key (not extractable) instead of destroying it
 	Identities         []string // identity files of software custodians (for the check round)
 	Out                string
 	Rehearsal          bool
-	AllowDeviations    []string
-	BinarySHA256       string
-	Host               Host  // what preflight reads
-	HostFacts          Facts // version and hashes of the binary
+	Preflight          *PreflightReport // run first, before any pin is asked for
+	HostFacts          Facts            // version and hashes of the binary
 	Prompter           Prompter
 	Now                func() time.Time
 	// AfterStep, when set, is called after each step of GenerateSteps (a test seam for aborts).
@@ -98,9 +97,9 @@ type generation struct {
 // token keeps nothing of the ceremony, and the record says where and why.
 func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err error) {
 	defer clear(o.HSM.PIN)
-	pf, err := Preflight(o.Host, o.BinarySHA256, o.AllowDeviations, o.Rehearsal)
-	if err != nil {
-		return nil, err
+	pf := o.Preflight
+	if pf == nil {
+		return nil, errors.New("the flow needs its preflight report")
 	}
 	if !o.Rehearsal && (o.ExpectRosterSHA256 == "" || o.HSM.ExpectModuleSHA256 == "" || o.HSM.TokenSerial == "") {
 		return nil, fmt.Errorf("%w: production generation pins the roster (--expect-roster-sha256), the module (--expect-module-sha256) and the token (--token-serial)", ErrUsage)
@@ -184,7 +183,7 @@ func (g *generation) presentKeys() error {
 	for _, m := range g.roster.Custodians {
 		recips[m.Recipient] = m.Name
 	}
-	keys, err := softwareKeys(g.o.Identities, recips)
+	keys, err := softwareKeys(g.o.Identities, recips, "the roster")
 	if err != nil {
 		return err
 	}
@@ -234,10 +233,8 @@ func (g *generation) liveness(context.Context) error {
 }
 
 func (g *generation) token(ctx context.Context) error {
-	cfg := g.o.HSM
-	cfg.Rehearsal = g.o.Rehearsal
 	var err error
-	if g.sess, err = hsm.Open(ctx, cfg); err != nil {
+	if g.sess, err = openToken(ctx, g.o.HSM, g.o.HSMPIN, g.o.Rehearsal); err != nil {
 		return err
 	}
 	if g.probe, err = g.sess.Probe(ctx, true); err != nil {
@@ -544,4 +541,19 @@ func listOrNone(xs []string) string {
 		return "none"
 	}
 	return strings.Join(xs, ", ")
+}
+
+// openToken opens the flow's token, asking for the HSM PIN only now, after every pin has been checked.
+func openToken(ctx context.Context, cfg hsm.Config, pin func() ([]byte, error), rehearsal bool) (*hsm.Session, error) {
+	cfg.Rehearsal = rehearsal
+	if !cfg.ProtectedAuth && cfg.PIN == nil {
+		if pin == nil {
+			return nil, errors.New("no HSM PIN source")
+		}
+		var err error
+		if cfg.PIN, err = pin(); err != nil {
+			return nil, err
+		}
+	}
+	return hsm.Open(ctx, cfg)
 }

@@ -55,7 +55,7 @@ func generateOptions(t *testing.T, tok *softtoken.Token, roster string, ids []st
 		Roster: roster, Identities: ids, Out: out, Rehearsal: true, CAKey: "p256",
 		HSM:          hsm.Config{Module: tok.Module, TokenSerial: tok.Serial, PIN: []byte(tok.UserPIN)},
 		HSMPINSource: "test fixture", Subject: "CN=Custos Test Root,O=Custos,C=DE", Validity: 9 * 365 * 24 * time.Hour,
-		BinarySHA256: "test", Prompter: &rehearsalWitness{name: "walter"},
+		Preflight: rehearsalPreflight(t), Prompter: &rehearsalWitness{name: "walter"},
 	}
 }
 
@@ -176,3 +176,11 @@ func TestGenerateCheckRoundFailure(t *testing.T) {
 }
 
 func mkdirTemp() (string, error) { return os.MkdirTemp("", "custos-ceremony-test-") }
+
+func rehearsalPreflight(t testing.TB) *PreflightReport {
+	r, err := Preflight(Host{}, "test", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

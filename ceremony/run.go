@@ -3,6 +3,7 @@ package ceremony
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/custos-pki/custos/internal/fsx"
@@ -65,6 +66,14 @@ func (r *run) seal(body SealBody, signers ...Signer) (string, error) {
 		return "", err
 	}
 	if err := r.out.Commit(); err != nil {
+		return "", err
+	}
+	// The report is rendered from the record as written, which is verified on the way.
+	vr, err := VerifyRecord(r.dest)
+	if err != nil {
+		return "", fmt.Errorf("the record just written does not verify: %w", err)
+	}
+	if err := WriteReport(vr, filepath.Join(r.dest, ReportFile)); err != nil {
 		return "", err
 	}
 	return s, nil

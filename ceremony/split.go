@@ -98,15 +98,19 @@ func Split(o SplitOptions) (*SplitResult, error) {
 		RosterSHA:  shares.FileSHA256(rosterBytes),
 		Deviations: append([]string{}, o.Deviations...),
 	}
-	out, err := fsx.NewDir(o.Out)
+	host := Facts{"rehearsal": o.Rehearsal}
+	for k, v := range o.Host {
+		host[k] = v
+	}
+	r, err := startRun("split", id, o.Out, "", host, o.Now, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer out.Abort()
-	if err := writeShares(out, m, roster, recipients, secret); err != nil {
+	defer r.close()
+	if err := writeShares(r.out, m, roster, recipients, secret); err != nil {
 		return nil, err
 	}
-	if err := out.WriteFile("roster.json", rosterBytes); err != nil {
+	if err := r.out.WriteFile("roster.json", rosterBytes); err != nil {
 		return nil, err
 	}
 	key, err := manifestKey(m, secret)
@@ -118,48 +122,18 @@ func Split(o SplitOptions) (*SplitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := out.WriteFile("manifest.json", manifestFile); err != nil {
+	if err := r.out.WriteFile("manifest.json", manifestFile); err != nil {
 		return nil, err
 	}
 	fp, _ := m.ManifestKeyFingerprint()
-	seal, err := sealSplit(out, m, o, manifestFile, key)
-	if err != nil {
-		return nil, err
-	}
-	if err := out.Commit(); err != nil {
-		return nil, err
-	}
-	return &SplitResult{
-		Dir: o.Out, CeremonyID: id, Threshold: m.Threshold, Custodians: len(m.Custodians),
-		RosterSHA256: m.RosterSHA, ManifestKey: fp, SecretCheck: m.SecretCheck,
-		ManifestSHA256: shares.FileSHA256(manifestFile), Seal: seal,
-	}, nil
-}
-
-// sealSplit writes the split's transcript into the record being built and seals it with the manifest key.
-func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, manifestFile []byte, key ed25519.PrivateKey) (string, error) {
-	host := Facts{"rehearsal": o.Rehearsal}
-	for k, v := range o.Host {
-		host[k] = v
-	}
-	t, err := BeginTranscript(out.TempPath(TranscriptFile), "split", m.CeremonyID, "", host, o.Now)
-	if err != nil {
-		return "", err
-	}
-	defer t.Close()
 	source := "generated (OS random)"
 	if o.Secret != nil {
 		source = "file (rehearsal)"
 	}
-	fp, _ := m.ManifestKeyFingerprint()
 	custodians := []any{}
 	for _, e := range m.Custodians {
 		custodians = append(custodians, Facts{"name": e.Name, "recipient": e.Recipient, "kind": e.Kind, "x": e.Share.X,
 			"commitment": e.Share.Commitment, "share_file_sha256": e.Share.FileSHA256, "check_file_sha256": e.Check.FileSHA256})
-	}
-	deviations := []any{}
-	for _, d := range m.Deviations {
-		deviations = append(deviations, d)
 	}
 	for _, ev := range []struct {
 		step  string
@@ -168,17 +142,21 @@ func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, manifestFile []
 		{"pins", Facts{"roster_sha256": m.RosterSHA, "roster_pinned": o.ExpectRosterSHA256 != ""}},
 		{"secret", Facts{"source": source, "size": m.SecretSize, "check_value": m.SecretCheck}},
 		{"shares", Facts{"threshold": m.Threshold, "custodians": custodians}},
-		{"manifest", Facts{"manifest_sha256": shares.FileSHA256(manifestFile), "manifest_key": fp, "deviations": deviations}},
+		{"manifest", Facts{"manifest_sha256": shares.FileSHA256(manifestFile), "manifest_key": fp, "deviations": toAny(m.Deviations)}},
 	} {
-		if err := t.Append(ev.step, Actor{Role: "custos"}, ev.facts); err != nil {
-			return "", err
+		if err := r.event(ev.step, Actor{Role: "custos"}, ev.facts); err != nil {
+			return nil, err
 		}
 	}
-	files, err := RecordFiles(out.TempPath("."))
+	seal, err := r.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, ManifestKeySigner(key))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return t.Seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess, Files: files}, ManifestKeySigner(key))
+	return &SplitResult{
+		Dir: o.Out, CeremonyID: id, Threshold: m.Threshold, Custodians: len(m.Custodians),
+		RosterSHA256: m.RosterSHA, ManifestKey: fp, SecretCheck: m.SecretCheck,
+		ManifestSHA256: shares.FileSHA256(manifestFile), Seal: seal,
+	}, nil
 }
 
 // sealedFiles are one custodian's share file and check file.
