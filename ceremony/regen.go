@@ -44,8 +44,9 @@ type regen struct {
 	newKeys     []presentKey
 }
 
-// startRegen checks everything that needs no secret and no card PIN (pins first), then starts the record.
-func startRegen(flow string, o NextGeneration, extraPins func() error, facts Facts) (*regen, error) {
+// startRegen checks everything that needs no secret and no card PIN (pins first, then the flow's own
+// check), then starts the record.
+func startRegen(flow string, o NextGeneration, check func(*regen) error, facts Facts) (*regen, error) {
 	if o.Preflight == nil {
 		return nil, errors.New("the flow needs its preflight report")
 	}
@@ -74,8 +75,8 @@ func startRegen(flow string, o NextGeneration, extraPins func() error, facts Fac
 	if g.rosterBytes, g.roster, err = loadRoster(o.Roster, o.ExpectRosterSHA256, o.Rehearsal); err != nil {
 		return nil, err
 	}
-	if extraPins != nil {
-		if err := extraPins(); err != nil {
+	if check != nil {
+		if err := check(g); err != nil {
 			return nil, err
 		}
 	}

@@ -87,24 +87,20 @@ var RekeySteps = concat(
 // recorded as superseded, and the destruction of each recorded copy of the old blob witnessed.
 func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 	defer clear(o.HSM.PIN)
-	pins := func() error {
+	check := func(g *regen) error {
 		if !o.Rehearsal && (o.HSM.ExpectModuleSHA256 == "" || o.HSM.TokenSerial == "") {
 			return fmt.Errorf("%w: a production rekey pins the module (--expect-module-sha256) and the token (--token-serial)", ErrUsage)
 		}
 		if err := hsm.CheckModule(o.HSM.Module, o.HSM.ExpectModuleSHA256); err != nil && !o.Rehearsal {
 			return err
 		}
-		return nil
+		return g.freshKeys()
 	}
-	g, err := startRegen("rekey", o.NextGeneration, pins, Facts{"revokes": true})
+	g, err := startRegen("rekey", o.NextGeneration, check, Facts{"revokes": true})
 	if err != nil {
 		return nil, err
 	}
 	defer g.close()
-	if err := g.freshKeys(); err != nil {
-		g.abort(err, g.old.Generation+1)
-		return nil, err
-	}
 	var oldKEK, oldMKey, newKEK []byte
 	var newMKey ed25519.PrivateKey
 	var sess *hsm.Session

@@ -17,7 +17,7 @@ import (
 
 func (a *app) ceremonyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ceremony", Short: "The CA key ceremonies: generate and import"}
-	cmd.AddCommand(a.generateCmd(), a.importCmd(), a.reshareCmd())
+	cmd.AddCommand(a.generateCmd(), a.importCmd(), a.reshareCmd(), a.rekeyCmd())
 	return cmd
 }
 
@@ -304,5 +304,77 @@ Production pins the record (--expect-seal) and the new roster (--expect-roster-s
 	fl.StringVar(&o.Roster, "roster", "", "the new roster")
 	fl.StringVar(&expectRoster, "expect-roster-sha256", "", "the new roster's SHA-256 from the minutes")
 	fl.StringVar(&witness, "witness", "", "the witness confirming every new custodian (rehearsal only)")
+	return cmd
+}
+
+func (a *app) rekeyCmd() *cobra.Command {
+	var (
+		f                        flowFlags
+		o                        ceremony.RekeyOptions
+		expectSeal, expectRoster string
+		witness                  string
+	)
+	cmd := &cobra.Command{
+		Use:   "rekey --ceremony DIR --roster NEW --module LIB --token-serial S --out DIR",
+		Short: "Put the CA key under a new KEK for fresh custodian keys, revoking the old shares",
+		Long: `Rekey: a quorum rebuilds the current KEK; a new KEK (HSM random XOR OS random) re-wraps the CA key inside
+the HSM; the new blob is checked in software and by a trial import with proof of possession; new shares go
+to a roster of fresh keys (made with 'card enroll --decryption-key-only'; any key of an earlier generation
+is refused); the new manifest is signed by the new manifest key and a handover by the old one. The old blob
+and shares are recorded as superseded, and a witness confirms the destruction of every recorded copy of
+the old blob. Afterwards the old KEK opens nothing current: this revokes.
+
+Production pins the record (--expect-seal), the new roster (--expect-roster-sha256), the module
+(--expect-module-sha256) and the token (--token-serial).`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(o.Ceremony) == 0 || o.Roster == "" || f.out == "" {
+				return usageError{errors.New("--ceremony, --roster and --out are required")}
+			}
+			rehearsal := f.hsm.rehearsal
+			if witness != "" && !rehearsal {
+				return usageError{errors.New("--witness confirms only in rehearsal; witnesses type their names in production")}
+			}
+			pf, err := a.preflight(f.allow, rehearsal)
+			if err != nil {
+				return err
+			}
+			if o.ExpectSeal, err = a.pinned(expectSeal, "expect-seal", "the record's seal", rehearsal); err != nil {
+				return err
+			}
+			if o.ExpectRosterSHA256, err = a.pinned(expectRoster, "expect-roster-sha256", "the new roster's SHA-256", rehearsal); err != nil {
+				return err
+			}
+			if o.HSM, o.HSMPIN, o.HSMPINSource, err = a.hsmLater(&f.hsm, "ceremony rekey"); err != nil {
+				return hsmError(err)
+			}
+			o.Preflight, o.Rehearsal, o.Identities, o.Out = pf, rehearsal, f.identities, f.out
+			if o.HostFacts, err = a.hostFacts(); err != nil {
+				return err
+			}
+			o.Prompter = &terminalPrompter{a: a, rehearse: witness}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			res, err := ceremony.Rekey(ctx, o)
+			if err != nil {
+				return hsmError(err)
+			}
+			a.warn()
+			if f.asJSON {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "rekeyed %s: generation %d revokes %d in %s\nroster sha256    %s\nnew manifest key %s\nold manifest key %s\nKEK check value  %s\nseal             %s\n",
+				res.CeremonyID, res.Generation, res.Supersedes, res.Dir, res.RosterSHA256, res.ManifestKey, res.OldManifestKey, res.KEKCheck, res.Seal)
+			return nil
+		},
+	}
+	f.register(cmd, true)
+	fl := cmd.Flags()
+	fl.StringArrayVar(&o.Ceremony, "ceremony", nil, "the records, oldest first; the last holds the current generation")
+	fl.StringVar(&expectSeal, "expect-seal", "", "the last record's seal from the minutes")
+	fl.StringVar(&o.Roster, "roster", "", "the new roster, of fresh keys")
+	fl.StringVar(&expectRoster, "expect-roster-sha256", "", "the new roster's SHA-256 from the minutes")
+	fl.StringVar(&o.Transport, "kek-transport", "auto", "how the KEKs enter the token: auto, oaep, create")
+	fl.StringVar(&witness, "witness", "", "the witness confirming custodians and destructions (rehearsal only)")
 	return cmd
 }
