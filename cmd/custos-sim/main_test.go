@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/custos-pki/custos/card/sim"
@@ -43,14 +44,24 @@ func status(t *testing.T, dir string) *sim.Status {
 	return &st
 }
 
+// processDir is the sim directory of this test process: always the same path, because libpcsclite
+// keeps the socket path it first read (go test -count=N runs a test N times in one process).
+var processDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "custos-sim-cli-") })
+
+func cliDir(t *testing.T) string {
+	t.Helper()
+	dir, err := processDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // TestUpStatusEjectInsertDown drives the commands in one process, which can use one sim only
 // (libpcsclite reads PCSCLITE_CSOCK_NAME once): up, status, eject, insert, down, up again.
 func TestUpStatusEjectInsertDown(t *testing.T) {
 	testenv.RequireTool(t, "unshare")
-	dir, err := os.MkdirTemp("", "custos-sim-cli-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := cliDir(t)
 	t.Cleanup(func() {
 		var out, errb bytes.Buffer
 		run([]string{"down", "--dir", dir}, &out, &errb)
