@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-piv/piv-go/v2/piv"
@@ -90,6 +91,8 @@ func TestSimEjectInsertKeepsState(t *testing.T) {
 	}
 }
 
+var stateRuns atomic.Int32
+
 func TestSimFreshAndUseState(t *testing.T) {
 	e := Sim(t)
 	s := e.Serials()[0]
@@ -106,9 +109,10 @@ func TestSimFreshAndUseState(t *testing.T) {
 	builds := 0
 	state := func(tb testing.TB) { builds++; wrongPIN(tb) }
 
-	e.UseState(t, s, "one-wrong-pin", state)
+	name := fmt.Sprintf("one-wrong-pin-%d", stateRuns.Add(1)) // a new state each time with -count=N
+	e.UseState(t, s, name, state)
 	wrongPIN(t) // now two wrong
-	e.UseState(t, s, "one-wrong-pin", state)
+	e.UseState(t, s, name, state)
 	if got := retries(t, e, s); got != 2 || builds != 1 {
 		t.Fatalf("restored state: %d tries left after %d builds, want 2 after 1", got, builds)
 	}
