@@ -8,6 +8,7 @@ require (
 	filippo.io/nistec v0.0.4
 	github.com/go-piv/piv-go/v2 v2.6.0
 	github.com/hashicorp/vault v1.21.4
+	github.com/miekg/pkcs11 v1.1.2
 	github.com/rogpeppe/go-internal v1.16.0
 	github.com/spf13/cobra v1.10.2
 	github.com/tink-crypto/tink-go/v2 v2.9.0

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/custos-pki/custos/internal/fsx"
 	"github.com/custos-pki/custos/internal/jcs"
 	"github.com/custos-pki/custos/shares"
@@ -80,22 +82,9 @@ func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
 	if e == nil {
 		return nil, fmt.Errorf("identity file %s is not a custodian of ceremony %s (its recipient %s is not in the manifest)", o.Identity, lm.CeremonyID, r)
 	}
-	checkFile, err := lm.readListed(e.Check.File, e.Check.FileSHA256)
+	checkFile, err := openCheckToken(lm, e, ids[0].id)
 	if err != nil {
 		return nil, err
-	}
-	plain, err := decryptArmored(checkFile, ids[0].id)
-	if err != nil {
-		return nil, fmt.Errorf("%s: the identity of %q does not open its check token: %v", lm.path(e.Check.File), e.Name, err)
-	}
-	tok, err := shares.ParseCheckToken(plain)
-	clear(plain)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", lm.path(e.Check.File), err)
-	}
-	defer tok.Wipe()
-	if tok.CeremonyID != lm.CeremonyID || tok.Generation != lm.Generation || tok.Custodian != e.Name || tok.ValueSHA256() != e.Check.ValueSHA256 {
-		return nil, fmt.Errorf("%s: the check token does not match the signed manifest", lm.path(e.Check.File))
 	}
 	// The share file is only hashed, never decrypted.
 	shareFile, err := lm.readListed(e.Share.File, e.Share.FileSHA256)
@@ -121,4 +110,27 @@ func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
 		}
 	}
 	return rc, nil
+}
+
+// openCheckToken reads a custodian's check file (its SHA-256 checked against the manifest first), opens
+// it with id and checks the token against the manifest. It returns the file as read.
+func openCheckToken(lm *loadedManifest, e *shares.Entry, id age.Identity) ([]byte, error) {
+	checkFile, err := lm.readListed(e.Check.File, e.Check.FileSHA256)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := decryptArmored(checkFile, id)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the key of %q does not open its check token: %v", lm.shown(e.Check.File), e.Name, err)
+	}
+	tok, err := shares.ParseCheckToken(plain)
+	clear(plain)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", lm.shown(e.Check.File), err)
+	}
+	defer tok.Wipe()
+	if tok.CeremonyID != lm.CeremonyID || tok.Generation != lm.Generation || tok.Custodian != e.Name || tok.ValueSHA256() != e.Check.ValueSHA256 {
+		return nil, fmt.Errorf("%s: the check token does not match the signed manifest", lm.shown(e.Check.File))
+	}
+	return checkFile, nil
 }

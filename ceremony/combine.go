@@ -64,11 +64,7 @@ func Combine(o CombineOptions) (*CombineResult, error) {
 	if lm.Kind == shares.KindCeremony && !o.Rehearsal {
 		return nil, fmt.Errorf("%s holds a CA key backup; combine refuses it outside rehearsal (the KEK is rebuilt only inside 'custos ceremony import')", o.Ceremony)
 	}
-	ids, err := readIdentityFiles(o.Identities)
-	if err != nil {
-		return nil, err
-	}
-	secret, n, err := rebuild(lm, ids)
+	secret, n, err := rebuild(lm, o.Identities)
 	if err != nil {
 		return nil, err
 	}
@@ -99,54 +95,16 @@ func Combine(o CombineOptions) (*CombineResult, error) {
 	return res, nil
 }
 
-// rebuild opens the shares of the custodians whose identities are given, validates each against the
+// rebuild opens the shares of the custodians whose identity files are given, validates each against the
 // manifest, combines them and checks the result. It returns the secret and how many shares it used.
-func rebuild(lm *loadedManifest, ids []softwareIdentity) ([]byte, int, error) {
-	type held struct {
-		entry *shares.Entry
-		id    age.Identity
-	}
-	var have []held
-	for _, si := range ids {
-		r := si.id.Recipient().String()
-		found := false
-		for i := range lm.Custodians {
-			if lm.Custodians[i].Recipient == r {
-				have = append(have, held{&lm.Custodians[i], si.id})
-				found = true
-			}
-		}
-		if !found {
-			return nil, 0, fmt.Errorf("identity file %s opens no share of ceremony %s (its recipient %s is not in the manifest)", si.file, lm.CeremonyID, r)
-		}
-	}
-	if len(have) < lm.Threshold {
-		return nil, 0, fmt.Errorf("%w: have %d of the %d needed; bring the cards or identities of %d more custodian(s)", shares.ErrTooFewShares, len(have), lm.Threshold, lm.Threshold-len(have))
-	}
-	var split []shares.Share
-	var envs []*shares.Envelope
-	defer func() {
-		for _, e := range envs {
-			e.Wipe()
-		}
-	}()
-	for _, h := range have {
-		e, err := openShare(lm, h.entry, h.id)
-		if err != nil {
-			return nil, 0, err
-		}
-		envs = append(envs, e)
-		split = append(split, e.ShareValue())
-	}
-	secret, err := shares.Combine(split, lm.Threshold)
+func rebuild(lm *loadedManifest, files []string) ([]byte, int, error) {
+	keys, err := softwareKeys(files, manifestRecipients(lm.Manifest), "ceremony "+lm.CeremonyID)
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := checkSecret(lm.Manifest, secret); err != nil {
-		clear(secret)
-		return nil, 0, err
-	}
-	return secret, len(split), nil
+	secret, mkey, err := rebuildKEK(lm.Manifest, lm.dir, keys)
+	clear(mkey)
+	return secret, len(keys), err
 }
 
 // openShare reads a custodian's share file (checking its SHA-256 against the manifest first), decrypts it
@@ -160,18 +118,18 @@ func openShare(lm *loadedManifest, e *shares.Entry, id age.Identity) (*shares.En
 	if err != nil {
 		var noMatch *age.NoIdentityMatchError
 		if errors.As(err, &noMatch) {
-			return nil, fmt.Errorf("%s: the identity of %q does not open it", lm.path(e.Share.File), e.Name)
+			return nil, fmt.Errorf("%s: the identity of %q does not open it", lm.shown(e.Share.File), e.Name)
 		}
-		return nil, fmt.Errorf("%s: %v", lm.path(e.Share.File), err)
+		return nil, fmt.Errorf("%s: %v", lm.shown(e.Share.File), err)
 	}
 	env, err := shares.ParseEnvelope(plain)
 	clear(plain)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", lm.path(e.Share.File), err)
+		return nil, fmt.Errorf("%s: %v", lm.shown(e.Share.File), err)
 	}
 	if err := lm.CheckEnvelope(e.Name, env); err != nil {
 		env.Wipe()
-		return nil, fmt.Errorf("%s: %v", lm.path(e.Share.File), err)
+		return nil, fmt.Errorf("%s: %v", lm.shown(e.Share.File), err)
 	}
 	return env, nil
 }

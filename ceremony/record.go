@@ -45,8 +45,9 @@ func parseRoster(path string, b []byte, rehearsal bool) (*shares.Roster, error) 
 // loadedManifest is a manifest read from a record directory, with its file bytes.
 type loadedManifest struct {
 	*shares.Manifest
-	dir  string
-	file []byte
+	dir   string
+	final string // where a record being built will be; "" for a record read from disk
+	file  []byte
 }
 
 // loadManifest reads DIR/manifest.json, verifies its signature and its pinned key (required in
@@ -81,6 +82,15 @@ func loadManifest(dir, expectKey string, rehearsal bool) (*loadedManifest, error
 // path returns the path of a file of the record.
 func (lm *loadedManifest) path(rel string) string { return filepath.Join(lm.dir, rel) }
 
+// shown returns the path of a file of the record as messages name it: where the record is, or will be
+// once the flow writing it commits.
+func (lm *loadedManifest) shown(rel string) string {
+	if lm.final != "" {
+		return filepath.Join(lm.final, rel)
+	}
+	return lm.path(rel)
+}
+
 // readListed reads a file the manifest lists and checks its SHA-256 against the signed value.
 func (lm *loadedManifest) readListed(rel, wantSHA256 string) ([]byte, error) {
 	b, err := readSmall(lm.path(rel))
@@ -88,7 +98,7 @@ func (lm *loadedManifest) readListed(rel, wantSHA256 string) ([]byte, error) {
 		return nil, err
 	}
 	if shares.FileSHA256(b) != wantSHA256 {
-		return nil, fmt.Errorf("%s: its SHA-256 differs from the signed manifest; the file was changed or replaced", lm.path(rel))
+		return nil, fmt.Errorf("%s: its SHA-256 differs from the signed manifest; the file was changed or replaced", lm.shown(rel))
 	}
 	return b, nil
 }

@@ -25,6 +25,7 @@ type SplitOptions struct {
 	Generate           int    // generate a random secret of this many bytes (16, 24 or 32)
 	Out                string // the new directory
 	Deviations         []string
+	Host               Facts // the custos binary and host facts the record keeps (version, SHA-256)
 	Now                func() time.Time
 }
 
@@ -38,6 +39,7 @@ type SplitResult struct {
 	ManifestKey    string `json:"manifest_key"`
 	SecretCheck    string `json:"secret_check"`
 	ManifestSHA256 string `json:"manifest_sha256"`
+	Seal           string `json:"seal"`
 }
 
 // Split divides a secret among a roster's custodians: pins first, then the secret, shares and check
@@ -96,32 +98,64 @@ func Split(o SplitOptions) (*SplitResult, error) {
 		RosterSHA:  shares.FileSHA256(rosterBytes),
 		Deviations: append([]string{}, o.Deviations...),
 	}
-	out, err := fsx.NewDir(o.Out)
+	host := Facts{"rehearsal": o.Rehearsal}
+	for k, v := range o.Host {
+		host[k] = v
+	}
+	r, err := startRun("split", id, o.Out, "", host, o.Now, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer out.Abort()
-	if err := writeShares(out, m, roster, recipients, secret); err != nil {
+	defer r.close()
+	if err := writeShares(r.out, m, roster, recipients, secret); err != nil {
 		return nil, err
 	}
-	if err := out.WriteFile("roster.json", rosterBytes); err != nil {
+	if err := r.out.WriteFile("roster.json", rosterBytes); err != nil {
 		return nil, err
 	}
-	manifestFile, err := signManifest(m, secret)
+	key, err := manifestKey(m, secret)
 	if err != nil {
 		return nil, err
 	}
-	if err := out.WriteFile("manifest.json", manifestFile); err != nil {
+	defer clear(key)
+	manifestFile, err := m.Sign(key)
+	if err != nil {
 		return nil, err
 	}
-	if err := out.Commit(); err != nil {
+	if err := r.out.WriteFile("manifest.json", manifestFile); err != nil {
 		return nil, err
 	}
 	fp, _ := m.ManifestKeyFingerprint()
+	source := "generated (OS random)"
+	if o.Secret != nil {
+		source = "file (rehearsal)"
+	}
+	custodians := []any{}
+	for _, e := range m.Custodians {
+		custodians = append(custodians, Facts{"name": e.Name, "recipient": e.Recipient, "kind": e.Kind, "x": e.Share.X,
+			"commitment": e.Share.Commitment, "share_file_sha256": e.Share.FileSHA256, "check_file_sha256": e.Check.FileSHA256})
+	}
+	for _, ev := range []struct {
+		step  string
+		facts Facts
+	}{
+		{"pins", Facts{"roster_sha256": m.RosterSHA, "roster_pinned": o.ExpectRosterSHA256 != ""}},
+		{"secret", Facts{"source": source, "size": m.SecretSize, "check_value": m.SecretCheck}},
+		{"shares", Facts{"threshold": m.Threshold, "custodians": custodians}},
+		{"manifest", Facts{"manifest_sha256": shares.FileSHA256(manifestFile), "manifest_key": fp, "deviations": toAny(m.Deviations)}},
+	} {
+		if err := r.event(ev.step, Actor{Role: "custos"}, ev.facts); err != nil {
+			return nil, err
+		}
+	}
+	seal, err := r.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, ManifestKeySigner(key))
+	if err != nil {
+		return nil, err
+	}
 	return &SplitResult{
 		Dir: o.Out, CeremonyID: id, Threshold: m.Threshold, Custodians: len(m.Custodians),
 		RosterSHA256: m.RosterSHA, ManifestKey: fp, SecretCheck: m.SecretCheck,
-		ManifestSHA256: shares.FileSHA256(manifestFile),
+		ManifestSHA256: shares.FileSHA256(manifestFile), Seal: seal,
 	}, nil
 }
 
@@ -223,8 +257,9 @@ func sealFor(m *shares.Manifest, member shares.Member, r age.Recipient, s shares
 	}, shareFile, checkFile, nil
 }
 
-// signManifest fills in the secret's check value and the manifest key derived from it, and signs.
-func signManifest(m *shares.Manifest, secret []byte) ([]byte, error) {
+// manifestKey fills in the secret's check value and the manifest key derived from it, and returns that
+// key; the caller wipes it.
+func manifestKey(m *shares.Manifest, secret []byte) (ed25519.PrivateKey, error) {
 	kcv, err := wrap.KCV(secret)
 	if err != nil {
 		return nil, err
@@ -234,9 +269,8 @@ func signManifest(m *shares.Manifest, secret []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer clear(key)
 	m.ManifestKey = []byte(key.Public().(ed25519.PublicKey))
-	return m.Sign(key)
+	return key, nil
 }
 
 func newCeremonyID() (string, error) {

@@ -17,6 +17,9 @@ import (
 // ManifestFormat is the version string of a manifest.
 const ManifestFormat = "custos-manifest-v1"
 
+// MaxGeneration bounds a generation number; the commitment encodes it in 32 bits.
+const MaxGeneration = 1<<31 - 1
+
 // Manifest kinds.
 const (
 	KindSplit    = "split"    // a plain split of a secret: no CA key
@@ -203,8 +206,8 @@ func (m *Manifest) Validate() error {
 		return bad("kind %q is neither %q nor %q", m.Kind, KindSplit, KindCeremony)
 	case !idRE.MatchString(m.CeremonyID):
 		return bad("ceremony id %q is not 32 lowercase hex digits", m.CeremonyID)
-	case m.Generation < 1:
-		return bad("generation %d is below 1", m.Generation)
+	case m.Generation < 1 || m.Generation > MaxGeneration:
+		return bad("generation %d is outside 1 to %d", m.Generation, MaxGeneration)
 	case !ValidSecretSize(m.SecretSize):
 		return bad("secret size %d is not 16, 24 or 32", m.SecretSize)
 	case len(m.ManifestKey) != ed25519.PublicKeySize:
@@ -230,6 +233,12 @@ func (m *Manifest) Validate() error {
 		switch {
 		case !ValidName(e.Name):
 			return bad("custodian name %q is not valid", e.Name)
+		case e.Kind != KindX25519 && e.Kind != KindPIVP256:
+			return bad("custodian %q: unknown recipient kind %q", e.Name, e.Kind)
+		case (e.Kind == KindPIVP256) != (e.Card != nil):
+			return bad("custodian %q: a card entry exactly for a %s recipient", e.Name, KindPIVP256)
+		case e.Recipient == "":
+			return bad("custodian %q has no recipient", e.Name)
 		case names[e.Name]:
 			return bad("custodian %q is listed twice", e.Name)
 		case e.Share.X < 1 || e.Share.X > 255 || xs[e.Share.X]:

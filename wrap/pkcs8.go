@@ -24,9 +24,12 @@ const (
 // other than SoftHSM 2.6.1's zero padding.
 var ErrPKCS8 = errors.New("unwrapped blob is not a PKCS#8 private key")
 
-// UnwrapPKCS8 unwraps f's blob with kek and parses the PKCS#8 private key inside. The only trailing data
-// accepted is QuirkSoftHSMZeroPad, which is reported. The KEK check value in f is checked first, so a
-// wrong KEK is named as such. The plaintext buffer is wiped before returning; the returned key is the
+// ErrWrongKey is returned when a blob unwraps to a key other than the one its file names.
+var ErrWrongKey = errors.New("the unwrapped key is not the CA key the file names")
+
+// UnwrapPKCS8 unwraps f's blob with kek and parses the PKCS#8 private key inside, which must be the key
+// whose fingerprint f names. The only trailing data accepted is QuirkSoftHSMZeroPad, which is reported.
+// The KEK check value in f is checked first, so a wrong KEK is named as such. The plaintext buffer is wiped before returning; the returned key is the
 // caller's to drop.
 func UnwrapPKCS8(kek []byte, f *File) (crypto.Signer, Quirk, error) {
 	if !f.KEKCheck.Matches(kek) {
@@ -48,6 +51,13 @@ func UnwrapPKCS8(kek []byte, f *File) (crypto.Signer, Quirk, error) {
 	signer, ok := key.(crypto.Signer)
 	if !ok {
 		return nil, QuirkNone, fmt.Errorf("unwrap CA key: %w: %T is not a signing key", ErrPKCS8, key)
+	}
+	fp, err := Fingerprint(signer.Public())
+	if err != nil {
+		return nil, QuirkNone, fmt.Errorf("unwrap CA key: %w", err)
+	}
+	if fp != f.Fingerprint {
+		return nil, QuirkNone, fmt.Errorf("unwrap CA key: %w: its public key is %s, the file names %s", ErrWrongKey, fp, f.Fingerprint)
 	}
 	return signer, quirk, nil
 }

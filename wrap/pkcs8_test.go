@@ -63,6 +63,13 @@ func TestUnwrapPKCS8(t *testing.T) {
 		}
 	}
 
+	// A blob of another key under a file naming this one.
+	k2, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	der2, _ := x509.MarshalPKCS8PrivateKey(k2)
+	if _, _, err := UnwrapPKCS8(kek, testFile(t, kek, der2, k.Public())); !errors.Is(err, ErrWrongKey) {
+		t.Errorf("other key: %v, want ErrWrongKey", err)
+	}
+
 	other := make([]byte, KEKSize)
 	if _, _, err := UnwrapPKCS8(other, testFile(t, kek, der, k.Public())); err == nil || !strings.Contains(err.Error(), "check value") {
 		t.Errorf("wrong KEK: %v", err)

@@ -97,6 +97,7 @@ func TestReset(t *testing.T) {
 	}
 	wantSW(t, c, insReset, 0, 0, nil, swConditions) // PUK not blocked yet
 	blockPUK(t, c)
+	wantSW(t, c, insResetRetry, 0, refPIN, append(padPIN([]byte("12345678")), padPIN([]byte("123456"))...), swAuthBlocked)
 	mustOK(t, c, insReset, 0, 0, nil)
 
 	wantSW(t, c, insVerify, 0, refPIN, nil, 0x63C3)

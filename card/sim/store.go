@@ -66,6 +66,7 @@ func LoadCard(path string) (*Card, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim: load card: %w", err)
 	}
+	defer clear(b)
 	st := new(cardState)
 	if err := json.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("%w %s: %v", errCardFile, path, err)

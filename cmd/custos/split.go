@@ -45,6 +45,9 @@ terminal) and the secret is generated (--generate); --secret-file is for rehears
 				}
 			}
 			o.Deviations = a.deviations()
+			if o.Host, err = a.hostFacts(); err != nil {
+				return err
+			}
 			res, err := ceremony.Split(o)
 			if err != nil {
 				return err
@@ -57,6 +60,7 @@ terminal) and the secret is generated (--generate); --secret-file is for rehears
 			fmt.Fprintf(a.stdout, "manifest key: %s\n", res.ManifestKey)
 			fmt.Fprintf(a.stdout, "secret check value: %s\n", res.SecretCheck)
 			fmt.Fprintf(a.stdout, "roster sha256: %s\n", res.RosterSHA256)
+			fmt.Fprintf(a.stdout, "seal: %s\n", res.Seal)
 			return nil
 		},
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/custos-pki/custos/ceremony"
 )
 
 // Version is custos's release version.
@@ -62,4 +64,13 @@ func selfHash() (*versionInfo, error) {
 		return nil, fmt.Errorf("version: %w", err)
 	}
 	return &versionInfo{Version: Version, Binary: exe, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// hostFacts are what a record keeps about the binary that made it.
+func (a *app) hostFacts() (ceremony.Facts, error) {
+	v, err := selfHash()
+	if err != nil {
+		return nil, err
+	}
+	return ceremony.Facts{"custos_version": v.Version, "custos_sha256": v.SHA256}, nil
 }

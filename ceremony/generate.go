@@ -1,0 +1,559 @@
+package ceremony
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/custos-pki/custos/hsm"
+	"github.com/custos-pki/custos/internal/fsx"
+	"github.com/custos-pki/custos/shares"
+	"github.com/custos-pki/custos/wrap"
+)
+
+// Prompter asks the people in the room. The terminal implements it in production; a rehearsal answers
+// with the names given on the command line, and the record says so.
+type Prompter interface {
+	// Witness has a witness confirm a custodian's identity and, for a card, the serial printed on it.
+	// It returns the witness's name.
+	Witness(flow, recordID, custodian string, serial uint32) (string, error)
+	// Minutes shows what the witnesses write into the minutes.
+	Minutes(lines []string)
+}
+
+// GenerateOptions are the inputs of the generation ceremony.
+type GenerateOptions struct {
+	Roster             string
+	ExpectRosterSHA256 string
+	HSM                hsm.Config             // module, pins, token and login; HSM.Rehearsal follows Rehearsal
+	HSMPIN             func() ([]byte, error) // asks for the HSM PIN when the token is opened (not with ProtectedAuth)
+	HSMPINSource       string                 // where the HSM PIN comes from, for the record
+	CAKey              string                 // rsa4096, rsa3072, p384, p256
+	Subject            string                 // RFC 4514 DN of the root certificate; empty for none
+	Validity           time.Duration
+	KeepCAKey          bool     // lock the CA key (not extractable) instead of destroying it
+	Identities         []string // identity files of software custodians (for the check round)
+	Out                string
+	Rehearsal          bool
+	Preflight          *PreflightReport // run first, before any pin is asked for
+	HostFacts          Facts            // version and hashes of the binary
+	Prompter           Prompter
+	Now                func() time.Time
+	// AfterStep, when set, is called after each step of GenerateSteps (a test seam for aborts).
+	AfterStep func(step string) error
+}
+
+// GenerateResult is what generation reports.
+type GenerateResult struct {
+	Dir           string `json:"dir"`
+	CeremonyID    string `json:"ceremony_id"`
+	RosterSHA256  string `json:"roster_sha256"`
+	ManifestKey   string `json:"manifest_key"`
+	CAFingerprint string `json:"ca_fingerprint"`
+	KEKCheck      string `json:"kek_check"`
+	Seal          string `json:"seal"`
+	Quirk         string `json:"quirk,omitempty"`
+	CAKeyKept     bool   `json:"ca_key_kept"`
+}
+
+// generation is the state of one generation ceremony between steps.
+type generation struct {
+	*run
+	o           GenerateOptions
+	pf          *PreflightReport
+	roster      *shares.Roster
+	rosterBytes []byte
+	keys        []presentKey
+
+	sess      *hsm.Session
+	probe     *hsm.ProbeResult
+	ca        *hsm.CAKey
+	kekObj    *hsm.KEK
+	kek       []byte
+	mkey      ed25519.PrivateKey
+	file      *wrap.File
+	m         *shares.Manifest
+	cert      *x509.Certificate
+	destroyed bool
+}
+
+// Generate runs the generation ceremony (DESIGN.md invariants 4, 6 and 7): preflight; pins; witnesses
+// and liveness; the token recorded and probed; KEK = HSM random XOR OS random; the CA key pair; the blob
+// written; the software check; a trial import with proof of possession; shares and check tokens; the
+// check round; the root certificate; the signed manifest; the minutes; only then the KEK destroyed and
+// the CA key destroyed or locked; the record sealed. A failure before destruction aborts: the source
+// token keeps nothing of the ceremony, and the record says where and why.
+func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err error) {
+	defer clear(o.HSM.PIN)
+	pf := o.Preflight
+	if pf == nil {
+		return nil, errors.New("the flow needs its preflight report")
+	}
+	if !o.Rehearsal && (o.ExpectRosterSHA256 == "" || o.HSM.ExpectModuleSHA256 == "" || o.HSM.TokenSerial == "") {
+		return nil, fmt.Errorf("%w: production generation pins the roster (--expect-roster-sha256), the module (--expect-module-sha256) and the token (--token-serial)", ErrUsage)
+	}
+	g := &generation{o: o, pf: pf}
+	if g.rosterBytes, g.roster, err = loadRoster(o.Roster, o.ExpectRosterSHA256, o.Rehearsal); err != nil {
+		return nil, err
+	}
+	if err := hsm.CheckModule(o.HSM.Module, o.HSM.ExpectModuleSHA256); err != nil && !o.Rehearsal {
+		return nil, err
+	}
+	if !validKeyAlg(o.CAKey) {
+		return nil, fmt.Errorf("%w: --ca-key %q: choose rsa4096, rsa3072, p384 or p256", ErrUsage, o.CAKey)
+	}
+	if o.Prompter == nil {
+		return nil, errors.New("generate: no prompter for the witnesses")
+	}
+	if err := g.presentKeys(); err != nil {
+		return nil, err
+	}
+	if err := fsx.CheckNew(o.Out); err != nil {
+		return nil, err
+	}
+	id, err := newCeremonyID()
+	if err != nil {
+		return nil, err
+	}
+	facts := Facts{"rehearsal": o.Rehearsal, "ca_key": o.CAKey}
+	for k, v := range o.HostFacts {
+		facts[k] = v
+	}
+	if g.run, err = startRun("generate", id, o.Out, "", facts, o.Now, o.AfterStep); err != nil {
+		return nil, err
+	}
+	defer g.close()
+	defer func() {
+		if err != nil && !g.destroyed {
+			err = g.abort(err)
+		}
+		g.wipe()
+	}()
+	if err := g.event("preflight", Actor{Role: "custos"}, pf.Facts()); err != nil {
+		return nil, err
+	}
+	for _, st := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"pins", g.pins}, {"witness", g.witness}, {"liveness", g.liveness}, {"token", g.token},
+		{"kek", g.makeKEK}, {"ca-key", g.caKey}, {"wrap", g.wrap}, {"software-check", g.softwareCheck},
+		{"trial-import", g.trialImport}, {"split", g.split}, {"check-round", g.checkRound},
+		{"certificate", g.certificate}, {"manifest", g.manifest}, {"minutes", g.minutes}, {"destroy", g.destroy},
+	} {
+		g.step = st.name
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := st.run(ctx); err != nil {
+			return nil, err
+		}
+	}
+	g.step = "seal"
+	signers := []Signer{ManifestKeySigner(g.mkey)}
+	for _, k := range g.keys {
+		if k.signer != nil {
+			signers = append(signers, k.signer)
+		}
+	}
+	seal, err := g.seal(SealBody{Generation: 1, Outcome: OutcomeSuccess}, signers...)
+	if err != nil {
+		return nil, err
+	}
+	fp, _ := g.m.ManifestKeyFingerprint()
+	return &GenerateResult{Dir: o.Out, CeremonyID: g.id, RosterSHA256: g.m.RosterSHA, ManifestKey: fp,
+		CAFingerprint: g.file.Fingerprint, KEKCheck: g.m.SecretCheck, Seal: seal, CAKeyKept: o.KeepCAKey}, nil
+}
+
+// presentKeys opens the keys of every custodian for the check round: all must be present.
+func (g *generation) presentKeys() error {
+	recips := map[string]string{}
+	for _, m := range g.roster.Custodians {
+		recips[m.Recipient] = m.Name
+	}
+	keys, err := softwareKeys(g.o.Identities, recips, "the roster")
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, k := range keys {
+		have[k.name] = true
+	}
+	for _, m := range g.roster.Custodians {
+		if !have[m.Name] {
+			return fmt.Errorf("custodian %q is not present (no card or identity file for %s); the check round needs every custodian", m.Name, m.Recipient)
+		}
+	}
+	g.keys = keys
+	return nil
+}
+
+func (g *generation) pins(context.Context) error {
+	return g.event("pins", Actor{Role: "operator"}, Facts{
+		"roster_sha256": shares.FileSHA256(g.rosterBytes), "roster_pinned": g.o.ExpectRosterSHA256 != "",
+		"module": g.o.HSM.Module, "module_pinned": g.o.HSM.ExpectModuleSHA256 != "",
+		"token_serial": g.o.HSM.TokenSerial, "token_label": g.o.HSM.TokenLabel,
+	})
+}
+
+func (g *generation) witness(context.Context) error {
+	for _, m := range g.roster.Custodians {
+		var serial uint32
+		w, err := g.o.Prompter.Witness("generate", g.id, m.Name, serial)
+		if err != nil {
+			return fmt.Errorf("witness for %q: %w", m.Name, err)
+		}
+		if err := g.t.Append("witness", Actor{Role: "witness", Name: w}, Facts{"custodian": m.Name, "recipient": m.Recipient, "kind": m.Kind, "confirmed": true}); err != nil {
+			return err
+		}
+	}
+	return g.done("witness")
+}
+
+func (g *generation) liveness(context.Context) error {
+	var cards []any
+	for _, k := range g.keys {
+		if k.signer != nil {
+			cards = append(cards, k.source)
+		}
+	}
+	return g.event("liveness", Actor{Role: "custos"}, Facts{"cards": cards, "software_custodians": len(g.keys) - len(cards)})
+}
+
+func (g *generation) token(ctx context.Context) error {
+	var err error
+	if g.sess, err = openToken(ctx, g.o.HSM, g.o.HSMPIN, g.o.Rehearsal); err != nil {
+		return err
+	}
+	if g.probe, err = g.sess.Probe(ctx, true); err != nil {
+		return err
+	}
+	if !slices.Contains(g.probe.GenerationAlgs, g.o.CAKey) {
+		return fmt.Errorf("token %s cannot serve for generating a %s CA key (it can for: %s)", g.sess.Token, g.o.CAKey, listOrNone(g.probe.GenerationAlgs))
+	}
+	return g.event("token", Actor{Role: "hsm", Name: g.sess.Token.Label}, Facts{"token": g.sess.Token, "probe": g.probe, "pin_source": g.o.HSMPINSource})
+}
+
+func (g *generation) makeKEK(context.Context) error {
+	hr, err := g.sess.Random(wrap.KEKSize)
+	if err != nil {
+		return err
+	}
+	defer clear(hr)
+	g.kek = make([]byte, wrap.KEKSize)
+	if _, err := rand.Read(g.kek); err != nil {
+		return err
+	}
+	for i := range g.kek {
+		g.kek[i] ^= hr[i]
+	}
+	kcv, err := wrap.KCV(g.kek)
+	if err != nil {
+		return err
+	}
+	return g.event("kek", Actor{Role: "custos"}, Facts{"sources": []any{"HSM C_GenerateRandom", "OS getrandom"}, "combined": "XOR", "check_value": kcv.String()})
+}
+
+func (g *generation) caKey(ctx context.Context) error {
+	var err error
+	if g.ca, err = g.sess.GenerateCA(ctx, g.o.CAKey, "custos CA "+g.id); err != nil {
+		return err
+	}
+	fp, err := wrap.Fingerprint(g.ca.Public)
+	if err != nil {
+		return err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(g.ca.Public)
+	if err != nil {
+		return err
+	}
+	if err := g.out.WriteFile("ca.pub.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})); err != nil {
+		return err
+	}
+	return g.event("ca-key", Actor{Role: "hsm", Name: g.sess.Token.Label}, Facts{"alg": g.o.CAKey, "fingerprint": fp, "label": g.ca.Label, "id": g.ca.ID})
+}
+
+func (g *generation) wrap(ctx context.Context) error {
+	kcv, err := wrap.KCV(g.kek)
+	if err != nil {
+		return err
+	}
+	if g.kekObj, err = g.sess.PutKEK(ctx, g.kek, hsm.TransportAuto, g.probe, true); err != nil {
+		return err
+	}
+	if g.file, err = g.sess.WrapCA(ctx, g.kekObj, g.ca, kcv, g.probe); err != nil {
+		return err
+	}
+	b, err := g.file.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := g.out.WriteFile("ca-key.wrapped", b); err != nil {
+		return err
+	}
+	return g.event("wrap", Actor{Role: "hsm", Name: g.sess.Token.Label}, Facts{"mechanism": g.file.Mechanism, "kek_transport": g.kekObj.Transport,
+		"kek_read_back": g.kekObj.ReadBack, "wrapped_sha256": shares.FileSHA256(b)})
+}
+
+func (g *generation) softwareCheck(context.Context) error {
+	quirk, err := hsm.SoftwareCheck(g.kek, g.file, g.ca.Public)
+	if err != nil {
+		return err
+	}
+	conformance := "exact RFC 5649"
+	if quirk != wrap.QuirkNone {
+		conformance = string(quirk)
+	}
+	return g.event("software-check", Actor{Role: "custos"}, Facts{"public_key_matches": true, "conformance": conformance})
+}
+
+func (g *generation) trialImport(ctx context.Context) error {
+	var err error
+	if g.mkey, err = shares.DeriveManifestKey(g.kek, g.id); err != nil {
+		return err
+	}
+	fp, err := shares.ManifestKeyFingerprint(g.mkey.Public().(ed25519.PublicKey))
+	if err != nil {
+		return err
+	}
+	var afterErr error
+	res, err := g.sess.Import(ctx, hsm.ImportRequest{
+		KEK: g.kek, File: g.file, CAPublic: g.ca.Public, Label: "custos trial " + g.id, Trial: true,
+		Transport: hsm.TransportAuto, Probe: g.probe, RecordID: g.id, ManifestKey: fp,
+		AfterStep: func(step string) {
+			if afterErr == nil {
+				afterErr = g.done("trial-import/" + step)
+			}
+		},
+	})
+	if err == nil {
+		err = afterErr
+	}
+	if err != nil {
+		return err
+	}
+	if err := res.Proof.Verify(g.ca.Public); err != nil {
+		return err
+	}
+	return g.t.Append("trial-import", Actor{Role: "hsm", Name: g.sess.Token.Label}, Facts{"import": res, "proof_verified": true})
+}
+
+func (g *generation) split(context.Context) error {
+	recipients := make([]age.Recipient, len(g.roster.Custodians))
+	for i, m := range g.roster.Custodians {
+		var err error
+		if recipients[i], err = recipientFor(m); err != nil {
+			return err
+		}
+	}
+	g.m = &shares.Manifest{
+		Format: shares.ManifestFormat, Kind: shares.KindCeremony, CeremonyID: g.id, Generation: 1,
+		Created: now(g.o.Now), Rehearsal: g.o.Rehearsal, Threshold: g.roster.Threshold, SecretSize: wrap.KEKSize,
+		RosterSHA: shares.FileSHA256(g.rosterBytes), Deviations: []string{},
+	}
+	if err := writeShares(g.out, g.m, g.roster, recipients, g.kek); err != nil {
+		return err
+	}
+	if err := g.out.WriteFile("roster.json", g.rosterBytes); err != nil {
+		return err
+	}
+	kcv, _ := wrap.KCV(g.kek)
+	g.m.SecretCheck = kcv.String()
+	g.m.ManifestKey = []byte(g.mkey.Public().(ed25519.PublicKey))
+	var entries []any
+	for _, e := range g.m.Custodians {
+		entries = append(entries, Facts{"name": e.Name, "x": e.Share.X, "commitment": e.Share.Commitment, "share_file_sha256": e.Share.FileSHA256, "check_file_sha256": e.Check.FileSHA256})
+	}
+	return g.event("split", Actor{Role: "custos"}, Facts{"threshold": g.m.Threshold, "custodians": entries})
+}
+
+// checkRound has every custodian open its share and its check token from disk, as written.
+func (g *generation) checkRound(context.Context) error {
+	lm := &loadedManifest{Manifest: g.m, dir: g.out.TempPath("."), final: g.dest}
+	for _, k := range g.keys {
+		e, ok := g.m.Custodian(k.name)
+		if !ok {
+			return fmt.Errorf("check round: %q is not in the manifest", k.name)
+		}
+		env, err := openShare(lm, e, k.identity)
+		if err != nil {
+			return fmt.Errorf("check round: %w", err)
+		}
+		env.Wipe()
+		if _, err := openCheckToken(lm, e, k.identity); err != nil {
+			return fmt.Errorf("check round: %w", err)
+		}
+		if err := g.t.Append("check-round", Actor{Role: "custodian", Name: k.name}, Facts{"share": "opened, commitment matches", "check_token": "opened, value matches", "key": k.source}); err != nil {
+			return err
+		}
+	}
+	return g.done("check-round")
+}
+
+func (g *generation) certificate(context.Context) error {
+	if g.o.Subject == "" {
+		return g.event("certificate", Actor{Role: "custos"}, Facts{"certificate": "none asked for"})
+	}
+	dn, err := hsm.ParseDN(g.o.Subject)
+	if err != nil {
+		return fmt.Errorf("%w: --subject: %v", ErrUsage, err)
+	}
+	if g.o.Rehearsal && !strings.Contains(g.o.Subject, "REHEARSAL") {
+		dn = append(dn, []pkix.AttributeTypeAndValue{{Type: asn1.ObjectIdentifier{2, 5, 4, 11}, Value: "REHEARSAL"}})
+	}
+	t := time.Now()
+	if g.o.Now != nil {
+		t = g.o.Now()
+	}
+	if g.cert, err = hsm.RootCertificate(g.ca.Signer(), dn, g.o.Validity, t); err != nil {
+		return err
+	}
+	if err := hsm.CheckRoot(g.cert, t); err != nil {
+		return err
+	}
+	if err := g.out.WriteFile("ca.crt.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: g.cert.Raw})); err != nil {
+		return err
+	}
+	return g.event("certificate", Actor{Role: "hsm", Name: g.sess.Token.Label}, Facts{"subject": g.cert.Subject.String(),
+		"serial": g.cert.SerialNumber.Text(16), "not_before": g.cert.NotBefore.UTC().Format(time.RFC3339),
+		"not_after": g.cert.NotAfter.UTC().Format(time.RFC3339), "sha256": shares.FileSHA256(g.cert.Raw), "br_7_1_2_1": "passed"})
+}
+
+func (g *generation) manifest(context.Context) error {
+	hash := func(rel string) (string, error) {
+		b, err := os.ReadFile(g.out.TempPath(rel))
+		if err != nil {
+			return "", err
+		}
+		return shares.FileSHA256(b), nil
+	}
+	wrapped, err := hash("ca-key.wrapped")
+	if err != nil {
+		return err
+	}
+	pub, err := hash("ca.pub.pem")
+	if err != nil {
+		return err
+	}
+	crt := ""
+	if g.cert != nil {
+		if crt, err = hash("ca.crt.pem"); err != nil {
+			return err
+		}
+	}
+	g.m.CA = &shares.CAInfo{KeyAlg: g.o.CAKey, Fingerprint: g.file.Fingerprint, WrappedSHA256: wrapped, PublicKeySHA256: pub, CertificateSHA256: crt}
+	g.m.Deviations = append(g.m.Deviations, g.pf.Deviations()...)
+	b, err := g.m.Sign(g.mkey)
+	if err != nil {
+		return err
+	}
+	if err := g.out.WriteFile("manifest.json", b); err != nil {
+		return err
+	}
+	fp, _ := g.m.ManifestKeyFingerprint()
+	return g.event("manifest", Actor{Role: "custos"}, Facts{"manifest_sha256": shares.FileSHA256(b), "manifest_key": fp})
+}
+
+func (g *generation) minutes(context.Context) error {
+	fp, _ := g.m.ManifestKeyFingerprint()
+	lines := []string{
+		"ceremony id     " + g.id,
+		"roster sha256   " + g.m.RosterSHA,
+		"manifest key    " + fp,
+		"CA fingerprint  " + g.file.Fingerprint,
+		"KEK check value " + g.m.SecretCheck,
+	}
+	g.o.Prompter.Minutes(lines)
+	return g.event("minutes", Actor{Role: "operator"}, Facts{"shown": lines})
+}
+
+// destroy is the first step that destroys anything in the source token (invariant 7).
+func (g *generation) destroy(context.Context) error {
+	if err := g.kekObj.Destroy(); err != nil {
+		return err
+	}
+	facts := Facts{"kek": "destroyed"}
+	if g.o.KeepCAKey {
+		attrs, err := g.ca.Lock()
+		if err != nil {
+			return err
+		}
+		facts["ca_key"] = "locked (not extractable)"
+		facts["ca_key_read_back"] = attrs
+	} else {
+		if err := g.ca.Destroy(); err != nil {
+			return err
+		}
+		facts["ca_key"] = "destroyed"
+	}
+	g.destroyed = true
+	return g.event("destroy", Actor{Role: "hsm", Name: g.sess.Token.Label}, facts)
+}
+
+// abort removes everything the ceremony created in the source token (invariant 7) and on disk except
+// the record of what happened, which is sealed as aborted and kept at --out.
+func (g *generation) abort(cause error) error {
+	var errs []error
+	if g.kekObj != nil {
+		errs = append(errs, g.kekObj.Destroy())
+	}
+	if g.ca != nil {
+		errs = append(errs, g.ca.Destroy())
+	}
+	err := g.run.abort(cause, 1, "shares", "checks", "ca-key.wrapped", "manifest.json", "ca.crt.pem")
+	if cerr := errors.Join(errs...); cerr != nil {
+		return fmt.Errorf("%w (and destroying the ceremony's objects in the source token failed: %v)", err, cerr)
+	}
+	return err
+}
+
+func (g *generation) wipe() {
+	clear(g.kek)
+	clear(g.mkey)
+	if g.sess != nil {
+		g.sess.Close()
+	}
+}
+
+func validKeyAlg(alg string) bool {
+	for _, a := range wrap.KeyAlgs {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+func listOrNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, ", ")
+}
+
+// openToken opens the flow's token, asking for the HSM PIN only now, after every pin has been checked.
+func openToken(ctx context.Context, cfg hsm.Config, pin func() ([]byte, error), rehearsal bool) (*hsm.Session, error) {
+	cfg.Rehearsal = rehearsal
+	if !cfg.ProtectedAuth && cfg.PIN == nil {
+		if pin == nil {
+			return nil, errors.New("no HSM PIN source")
+		}
+		var err error
+		if cfg.PIN, err = pin(); err != nil {
+			return nil, err
+		}
+	}
+	return hsm.Open(ctx, cfg)
+}

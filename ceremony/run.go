@@ -1,0 +1,102 @@
+package ceremony
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/custos-pki/custos/internal/fsx"
+)
+
+// run is one flow writing its record: a new directory built under a temporary name, a transcript in it,
+// the step in progress, and the seal at the end, of success or of an abort.
+type run struct {
+	flow  string
+	id    string
+	out   *fsx.Dir
+	dest  string
+	t     *Transcript
+	step  string
+	after func(step string) error // test seam, called after each step
+}
+
+// startRun creates the record directory and begins its transcript.
+func startRun(flow, id, dest, link string, facts Facts, now func() time.Time, after func(string) error) (*run, error) {
+	out, err := fsx.NewDir(dest)
+	if err != nil {
+		return nil, err
+	}
+	t, err := BeginTranscript(out.TempPath(TranscriptFile), flow, id, link, facts, now)
+	if err != nil {
+		out.Abort()
+		return nil, err
+	}
+	return &run{flow: flow, id: id, out: out, dest: dest, t: t, after: after}, nil
+}
+
+// event appends an event and runs the test seam for the step it completes.
+func (r *run) event(step string, actor Actor, facts Facts) error {
+	if err := r.t.Append(step, actor, facts); err != nil {
+		return err
+	}
+	return r.done(step)
+}
+
+// done runs the test seam for a completed step.
+func (r *run) done(step string) error {
+	if r.after != nil {
+		return r.after(step)
+	}
+	return nil
+}
+
+// seal seals the record over its files and commits the directory.
+func (r *run) seal(body SealBody, signers ...Signer) (string, error) {
+	files, err := RecordFiles(r.out.TempPath("."))
+	if err != nil {
+		return "", err
+	}
+	body.Files = files
+	s, err := r.t.Seal(body, signers...)
+	if err != nil {
+		return "", err
+	}
+	if err := r.t.Close(); err != nil {
+		return "", err
+	}
+	if err := r.out.Commit(); err != nil {
+		return "", err
+	}
+	// The report is rendered from the record as written, which is verified on the way.
+	vr, err := VerifyRecord(r.dest)
+	if err != nil {
+		return "", fmt.Errorf("the record just written does not verify: %w", err)
+	}
+	if err := WriteReport(vr, filepath.Join(r.dest, ReportFile)); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// abort records where and why the flow stopped, removes the listed files of the record (which protect
+// nothing once the flow failed), and seals and commits what remains as an aborted record.
+func (r *run) abort(cause error, generation int, remove ...string) error {
+	for _, rel := range remove {
+		os.RemoveAll(r.out.TempPath(rel))
+	}
+	err := r.t.Append("abort", Actor{Role: "custos"}, Facts{"where": r.step, "reason": cause.Error()})
+	if err == nil {
+		_, err = r.seal(SealBody{Generation: generation, Outcome: OutcomeAborted, Where: r.step, Reason: cause.Error()})
+	}
+	if err != nil {
+		return fmt.Errorf("%s aborted at %s: %w (and writing the record failed: %v)", r.flow, r.step, cause, err)
+	}
+	return fmt.Errorf("%s aborted at %s: %w; the record in %s says so", r.flow, r.step, cause, r.dest)
+}
+
+// close releases the transcript and removes an uncommitted directory.
+func (r *run) close() {
+	r.t.Close()
+	r.out.Abort()
+}
