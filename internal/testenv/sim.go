@@ -41,7 +41,7 @@ const initialState = "initial"
 // tests, brings the sim down and checks that nothing it started is left: a leak fails the run. Run
 // with the sim's daemon environment (ServeEnv), the test binary is instead the sim's daemon, started
 // by sim.Up inside the namespaces; RunWithSim then serves and returns without running tests.
-func RunWithSim(m *testing.M, opts SimOptions) int {
+func RunWithSim(m TestingM, opts SimOptions) int {
 	if dir, ok := os.LookupEnv(sim.ServeEnv); ok {
 		if err := sim.Serve(dir); err != nil {
 			fmt.Fprintf(os.Stderr, "custos-sim daemon: %v\n", err)
@@ -65,6 +65,14 @@ func RunWithSim(m *testing.M, opts SimOptions) int {
 	}
 	return code
 }
+
+// TestingM is what TestMain runs: *testing.M, or a wrapper around it. A TestMain that hands m to
+// another runner (testscript.Main) wraps it:
+//
+//	type simM struct{ *testing.M }
+//	func (m simM) Run() int { return testenv.RunWithSim(m.M, opts) }
+//	func TestMain(m *testing.M) { testscript.Main(simM{m}, commands) }
+type TestingM interface{ Run() int }
 
 // errSimMissing wraps a missing prerequisite, which is a skip outside CI.
 var errSimMissing = errors.New("virtual cards unavailable")
@@ -176,6 +184,12 @@ func (e *SimEnv) Reader(t testing.TB, serial uint32) string {
 		t.Fatalf("no virtual card with serial %d (have %v)", serial, e.serials)
 	}
 	return e.readers[i]
+}
+
+// Environ returns the variables that point a child process (a CLI under test, a script) at the sim,
+// as custos-sim up exports them.
+func (e *SimEnv) Environ() []string {
+	return []string{"PCSCLITE_CSOCK_NAME=" + sim.SocketPath(e.dir), "CUSTOS_SIM_DIR=" + e.dir}
 }
 
 // Roots returns a pool holding the fleet's virtual attestation root, for piv.Verifier.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -240,5 +241,22 @@ func TestLeakCheckFindsLeaks(t *testing.T) {
 	}
 	if err := checkNoLeak(dir+"/none", &simNS{ns: map[string]bool{"net:[0]": true}}, before); err != nil {
 		t.Errorf("nothing leaked, yet: %v", err)
+	}
+}
+
+// TestSimEnviron: a child process given only Environ (and PATH) reaches the sim's pcscd.
+func TestSimEnviron(t *testing.T) {
+	e := Sim(t)
+	tool := RequireTool(t, "opensc-tool")
+	cmd := exec.Command(tool, "--list-readers")
+	cmd.Env = append(e.Environ(), "PATH="+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("opensc-tool --list-readers: %v\n%s", err, out)
+	}
+	for _, r := range e.Readers() {
+		if !strings.Contains(string(out), r) {
+			t.Errorf("opensc-tool does not list %q:\n%s", r, out)
+		}
 	}
 }
