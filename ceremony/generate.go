@@ -179,25 +179,12 @@ func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err 
 
 // presentKeys opens the keys of every custodian for the check round: all must be present.
 func (g *generation) presentKeys() error {
-	recips := map[string]string{}
-	for _, m := range g.roster.Custodians {
-		recips[m.Recipient] = m.Name
-	}
-	keys, err := softwareKeys(g.o.Identities, recips, "the roster")
+	keys, err := softwareKeys(g.o.Identities, rosterRecipients(g.roster), "the roster")
 	if err != nil {
 		return err
 	}
-	have := map[string]bool{}
-	for _, k := range keys {
-		have[k.name] = true
-	}
-	for _, m := range g.roster.Custodians {
-		if !have[m.Name] {
-			return fmt.Errorf("custodian %q is not present (no card or identity file for %s); the check round needs every custodian", m.Name, m.Recipient)
-		}
-	}
-	g.keys = keys
-	return nil
+	g.keys, err = allPresent(keys, g.roster)
+	return err
 }
 
 func (g *generation) pins(context.Context) error {
@@ -209,17 +196,7 @@ func (g *generation) pins(context.Context) error {
 }
 
 func (g *generation) witness(context.Context) error {
-	for _, m := range g.roster.Custodians {
-		var serial uint32
-		w, err := g.o.Prompter.Witness("generate", g.id, m.Name, serial)
-		if err != nil {
-			return fmt.Errorf("witness for %q: %w", m.Name, err)
-		}
-		if err := g.t.Append("witness", Actor{Role: "witness", Name: w}, Facts{"custodian": m.Name, "recipient": m.Recipient, "kind": m.Kind, "confirmed": true}); err != nil {
-			return err
-		}
-	}
-	return g.done("witness")
+	return g.witnessRoster(g.o.Prompter, g.roster)
 }
 
 func (g *generation) liveness(context.Context) error {
@@ -379,28 +356,7 @@ func (g *generation) split(context.Context) error {
 	return g.event("split", Actor{Role: "custos"}, Facts{"threshold": g.m.Threshold, "custodians": entries})
 }
 
-// checkRound has every custodian open its share and its check token from disk, as written.
-func (g *generation) checkRound(context.Context) error {
-	lm := &loadedManifest{Manifest: g.m, dir: g.out.TempPath("."), final: g.dest}
-	for _, k := range g.keys {
-		e, ok := g.m.Custodian(k.name)
-		if !ok {
-			return fmt.Errorf("check round: %q is not in the manifest", k.name)
-		}
-		env, err := openShare(lm, e, k.identity)
-		if err != nil {
-			return fmt.Errorf("check round: %w", err)
-		}
-		env.Wipe()
-		if _, err := openCheckToken(lm, e, k.identity); err != nil {
-			return fmt.Errorf("check round: %w", err)
-		}
-		if err := g.t.Append("check-round", Actor{Role: "custodian", Name: k.name}, Facts{"share": "opened, commitment matches", "check_token": "opened, value matches", "key": k.source}); err != nil {
-			return err
-		}
-	}
-	return g.done("check-round")
-}
+func (g *generation) checkRound(context.Context) error { return g.run.checkRound(g.m, g.keys) }
 
 func (g *generation) certificate(context.Context) error {
 	if g.o.Subject == "" {

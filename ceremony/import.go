@@ -51,17 +51,18 @@ type ImportResult struct {
 // importRun is one import ceremony between steps.
 type importRun struct {
 	*run
-	o     ImportOptions
-	vr    *VerifiedRecord
-	m     *shares.Manifest
-	file  *wrap.File
-	caPub crypto.PublicKey
-	cert  *x509.Certificate
-	keys  []presentKey
-	kek   []byte
-	mkey  ed25519.PrivateKey
-	sess  *hsm.Session
-	res   *hsm.ImportResult
+	o       ImportOptions
+	records []*VerifiedRecord
+	vr      *VerifiedRecord
+	m       *shares.Manifest
+	file    *wrap.File
+	caPub   crypto.PublicKey
+	cert    *x509.Certificate
+	keys    []presentKey
+	kek     []byte
+	mkey    ed25519.PrivateKey
+	sess    *hsm.Session
+	res     *hsm.ImportResult
 }
 
 // Import runs the import ceremony: preflight; pins (the record's seal, the module, the token) before any
@@ -86,7 +87,7 @@ func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error)
 	if err != nil {
 		return nil, err
 	}
-	im.vr = records[len(records)-1]
+	im.vr, im.records = records[len(records)-1], records
 	if err := im.load(); err != nil {
 		return nil, err
 	}
@@ -242,10 +243,17 @@ func (im *importRun) record(context.Context) error {
 
 // quorum opens the keys present and each one's share, checked against the signed manifest.
 func (im *importRun) quorum(context.Context) error {
-	keys, err := softwareKeys(im.o.Identities, manifestRecipients(im.m), "ceremony "+im.m.CeremonyID)
+	keys, err := identityKeys(im.o.Identities)
 	if err != nil {
 		return err
 	}
+	if err := staleKey(keys, im.records, im.m); err != nil {
+		return err
+	}
+	if err := unassigned(keys, "ceremony "+im.m.CeremonyID, manifestRecipients(im.m)); err != nil {
+		return err
+	}
+	keys = assign(keys, manifestRecipients(im.m))
 	im.keys = keys
 	for _, k := range keys {
 		if err := im.t.Append("quorum", Actor{Role: "custodian", Name: k.name}, Facts{"key": k.source}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/custos-pki/custos/internal/fsx"
+	"github.com/custos-pki/custos/shares"
 )
 
 // run is one flow writing its record: a new directory built under a temporary name, a transcript in it,
@@ -99,4 +100,43 @@ func (r *run) abort(cause error, generation int, remove ...string) error {
 func (r *run) close() {
 	r.t.Close()
 	r.out.Abort()
+}
+
+// witnessRoster has a witness confirm each custodian of a roster that is to receive shares.
+func (r *run) witnessRoster(p Prompter, roster *shares.Roster) error {
+	for _, m := range roster.Custodians {
+		var serial uint32
+		w, err := p.Witness(r.flow, r.id, m.Name, serial)
+		if err != nil {
+			return fmt.Errorf("witness for %q: %w", m.Name, err)
+		}
+		if err := r.t.Append("witness", Actor{Role: "witness", Name: w}, Facts{"custodian": m.Name, "recipient": m.Recipient, "kind": m.Kind, "confirmed": true}); err != nil {
+			return err
+		}
+	}
+	return r.done("witness")
+}
+
+// checkRound has every custodian of the new shares open its share and its check token from disk, as
+// written into the record being built (invariant 4).
+func (r *run) checkRound(m *shares.Manifest, keys []presentKey) error {
+	lm := &loadedManifest{Manifest: m, dir: r.out.TempPath("."), final: r.dest}
+	for _, k := range keys {
+		e, ok := m.Custodian(k.name)
+		if !ok {
+			return fmt.Errorf("check round: %q is not in the manifest", k.name)
+		}
+		env, err := openShare(lm, e, k.identity)
+		if err != nil {
+			return fmt.Errorf("check round: %w", err)
+		}
+		env.Wipe()
+		if _, err := openCheckToken(lm, e, k.identity); err != nil {
+			return fmt.Errorf("check round: %w", err)
+		}
+		if err := r.t.Append("check-round", Actor{Role: "custodian", Name: k.name}, Facts{"share": "opened, commitment matches", "check_token": "opened, value matches", "key": k.source}); err != nil {
+			return err
+		}
+	}
+	return r.done("check-round")
 }

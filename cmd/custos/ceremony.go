@@ -17,7 +17,7 @@ import (
 
 func (a *app) ceremonyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ceremony", Short: "The CA key ceremonies: generate and import"}
-	cmd.AddCommand(a.generateCmd(), a.importCmd())
+	cmd.AddCommand(a.generateCmd(), a.importCmd(), a.reshareCmd())
 	return cmd
 }
 
@@ -30,9 +30,14 @@ type flowFlags struct {
 	asJSON     bool
 }
 
-func (f *flowFlags) register(cmd *cobra.Command) {
-	f.hsm.register(cmd)
+// register adds the flags; a flow that uses no HSM gets --rehearsal alone instead of the HSM flags.
+func (f *flowFlags) register(cmd *cobra.Command, withHSM bool) {
 	fl := cmd.Flags()
+	if withHSM {
+		f.hsm.register(cmd)
+	} else {
+		fl.BoolVar(&f.hsm.rehearsal, "rehearsal", false, "rehearsal: rehearsal records and rosters only, --witness allowed")
+	}
 	fl.StringArrayVar(&f.allow, "allow-deviation", nil, "accept a failed preflight check as a recorded deviation (repeatable)")
 	fl.StringArrayVarP(&f.identities, "identity", "i", nil, "identity file of a software custodian (repeatable)")
 	fl.StringVar(&f.out, "out", "", "the new record directory (must not exist)")
@@ -151,7 +156,7 @@ Production pins the roster (--expect-roster-sha256), the module (--expect-module
 			return nil
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, true)
 	fl := cmd.Flags()
 	fl.StringVar(&o.Roster, "roster", "", "the roster (roster.json)")
 	fl.StringVar(&expectRoster, "expect-roster-sha256", "", "the roster's SHA-256 from the minutes")
@@ -217,12 +222,81 @@ to the token and proven; the KEK destroyed; the record sealed and linked to the 
 			return nil
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, true)
 	fl := cmd.Flags()
 	fl.StringArrayVar(&o.Ceremony, "ceremony", nil, "the record to import from (repeat for a chain of records, oldest first)")
 	fl.StringVar(&expectSeal, "expect-seal", "", "the record's latest seal from the minutes")
 	fl.StringVar(&o.Transport, "kek-transport", "auto", "how the KEK enters the token: auto, rsa-aes, oaep, create")
 	fl.StringVar(&o.CAUnwrap, "ca-unwrap", "kwp", "how the CA key is unwrapped: kwp, or host-cbcpad with --allow-host-unwrap")
 	fl.BoolVar(&o.AllowHostUnwrap, "allow-host-unwrap", false, "allow host-cbcpad, which unwraps the CA key on the host (a recorded deviation)")
+	return cmd
+}
+
+func (a *app) reshareCmd() *cobra.Command {
+	var (
+		f                        flowFlags
+		o                        ceremony.ReshareOptions
+		expectSeal, expectRoster string
+		witness                  string
+	)
+	cmd := &cobra.Command{
+		Use:   "reshare --ceremony DIR --roster NEW --out DIR",
+		Short: "Give the same KEK to a new roster or k-of-n (does NOT revoke the old shares)",
+		Long: `Reshare: a quorum of the current generation rebuilds the KEK, and new shares and check tokens go to the
+custodians of a new roster (new people, or a new k-of-n) as generation + 1, with the same KEK and manifest
+key and a byte-identical ca-key.wrapped. The new manifest names the one it supersedes, and shares of an
+older generation are refused when the records are given together.
+
+A reshare does NOT revoke: any quorum of an older generation can still rebuild the KEK from its own shares.
+Use it for lost or retired cards when no custodian is distrusted; to revoke, use 'ceremony rekey', or
+destroy the old card keys with 'card retire'.
+
+Production pins the record (--expect-seal) and the new roster (--expect-roster-sha256).`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(o.Ceremony) == 0 || o.Roster == "" || f.out == "" {
+				return usageError{errors.New("--ceremony, --roster and --out are required")}
+			}
+			rehearsal := f.hsm.rehearsal
+			if witness != "" && !rehearsal {
+				return usageError{errors.New("--witness confirms custodians only in rehearsal; witnesses type their names in production")}
+			}
+			pf, err := a.preflight(f.allow, rehearsal)
+			if err != nil {
+				return err
+			}
+			if o.ExpectSeal, err = a.pinned(expectSeal, "expect-seal", "the record's seal", rehearsal); err != nil {
+				return err
+			}
+			if o.ExpectRosterSHA256, err = a.pinned(expectRoster, "expect-roster-sha256", "the new roster's SHA-256", rehearsal); err != nil {
+				return err
+			}
+			o.Preflight, o.Rehearsal, o.Identities, o.Out = pf, rehearsal, f.identities, f.out
+			if o.HostFacts, err = a.hostFacts(); err != nil {
+				return err
+			}
+			o.Prompter = &terminalPrompter{a: a, rehearse: witness}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			res, err := ceremony.Reshare(ctx, o)
+			if err != nil {
+				return err
+			}
+			a.warn()
+			if f.asJSON {
+				return a.printJSON(res)
+			}
+			fmt.Fprintf(a.stdout, "reshared %s: generation %d supersedes %d (not revoked) in %s\nroster sha256 %s\nmanifest key  %s\nseal          %s\n",
+				res.CeremonyID, res.Generation, res.Supersedes, res.Dir, res.RosterSHA256, res.ManifestKey, res.Seal)
+			return nil
+		},
+	}
+	f.register(cmd, false)
+	fl := cmd.Flags()
+	fl.StringArrayVar(&o.Ceremony, "ceremony", nil, "the records, oldest first; the last holds the current generation")
+	fl.StringVar(&expectSeal, "expect-seal", "", "the last record's seal from the minutes")
+	fl.StringVar(&o.Roster, "roster", "", "the new roster")
+	fl.StringVar(&expectRoster, "expect-roster-sha256", "", "the new roster's SHA-256 from the minutes")
+	fl.StringVar(&witness, "witness", "", "the witness confirming every new custodian (rehearsal only)")
 	return cmd
 }
