@@ -166,9 +166,6 @@ func (e *SimEnv) up(opts sim.UpOptions) error {
 	return nil
 }
 
-// Dir returns the sim's directory (CUSTOS_SIM_DIR).
-func (e *SimEnv) Dir() string { return e.dir }
-
 // Serials returns the cards' serials, in reader order.
 func (e *SimEnv) Serials() []uint32 { return slices.Clone(e.serials) }
 
