@@ -137,7 +137,7 @@ func (l *Link) detach(conn net.Conn) {
 	l.cond.Broadcast()
 }
 
-// serve answers vpcd's messages on conn until it fails or closes, or the card is ejected.
+// serve answers vpcd's messages on conn until it fails or is closed (by vpcd, Eject or Run).
 func (l *Link) serve(conn net.Conn) {
 	var hdr [2]byte
 	buf := make([]byte, 0xFFFF)
