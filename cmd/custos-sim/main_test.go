@@ -145,5 +145,35 @@ func TestUpStatusEjectInsertDown(t *testing.T) {
 			t.Errorf("after down and up card %d is %d in %q, was %d in %q", i, c.Serial, c.Reader, st.Cards[i].Serial, st.Cards[i].Reader)
 		}
 	}
+	if procs := simProcesses(dir); len(procs) < 3 {
+		t.Errorf("found %d processes of the running sim (%v), want unshare, daemon and pcscd", len(procs), procs)
+	}
 	cli(t, 0, "down", "--dir", dir)
+	if procs := simProcesses(dir); len(procs) > 0 {
+		t.Errorf("processes left after down: %v", procs)
+	}
+	for _, f := range []string{"control.sock", "pcscd/pcscd.comm"} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s left after down", f)
+		}
+	}
+}
+
+// simProcesses lists the live processes of the sim in dir: those started with its daemon variable
+// (unshare, the daemon) or naming dir on their command line (pcscd).
+func simProcesses(dir string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		stat, err := os.ReadFile(p + "/stat")
+		if err != nil || bytes.Contains(stat, []byte(") Z ")) {
+			continue
+		}
+		env, _ := os.ReadFile(p + "/environ")
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		if bytes.Contains(env, []byte(sim.ServeEnv+"="+dir+"\x00")) || bytes.Contains(cmdline, []byte(dir+"/")) {
+			out = append(out, p+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return out
 }
