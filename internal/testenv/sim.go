@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -85,6 +86,10 @@ func startSim(opts SimOptions) (*SimEnv, error) {
 	}
 	if !fileExists("/usr/lib/pcsc/drivers/serial/libifdvpcd.so") {
 		return nil, fmt.Errorf("%w: vpcd driver missing (Debian vsmartcard-vpcd); run 'make deps' (as root)", errSimMissing)
+	}
+	// A container may forbid the namespaces the sim needs; that is a missing prerequisite too.
+	if out, err := exec.Command("unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "true").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%w: cannot create user, mount, network and PID namespaces (%v: %s)", errSimMissing, err, bytes.TrimSpace(out))
 	}
 	if opts.Cards == 0 {
 		opts.Cards = 2
