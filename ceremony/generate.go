@@ -3,7 +3,6 @@ package ceremony
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -29,6 +28,9 @@ type Prompter interface {
 	// Witness has a witness confirm a custodian's identity and, for a card, the serial printed on it.
 	// It returns the witness's name.
 	Witness(flow, recordID, custodian string, serial uint32) (string, error)
+	// Confirm has a witness confirm that something was done in the room (an envelope or a copy of an
+	// old blob destroyed). It returns the witness's name.
+	Confirm(flow, recordID, statement string) (string, error)
 	// Minutes shows what the witnesses write into the minutes.
 	Minutes(lines []string)
 }
@@ -224,23 +226,9 @@ func (g *generation) token(ctx context.Context) error {
 }
 
 func (g *generation) makeKEK(context.Context) error {
-	hr, err := g.sess.Random(wrap.KEKSize)
-	if err != nil {
-		return err
-	}
-	defer clear(hr)
-	g.kek = make([]byte, wrap.KEKSize)
-	if _, err := rand.Read(g.kek); err != nil {
-		return err
-	}
-	for i := range g.kek {
-		g.kek[i] ^= hr[i]
-	}
-	kcv, err := wrap.KCV(g.kek)
-	if err != nil {
-		return err
-	}
-	return g.event("kek", Actor{Role: "custos"}, Facts{"sources": []any{"HSM C_GenerateRandom", "OS getrandom"}, "combined": "XOR", "check_value": kcv.String()})
+	var err error
+	g.kek, err = g.run.freshKEK(g.sess)
+	return err
 }
 
 func (g *generation) caKey(ctx context.Context) error {

@@ -21,14 +21,19 @@ import (
 
 // rehearsalWitness confirms every custodian as one named witness and remembers the minutes.
 type rehearsalWitness struct {
-	name    string
-	minutes []string
+	name      string
+	minutes   []string
+	confirmed []string
 }
 
 func (w *rehearsalWitness) Witness(flow, id, custodian string, serial uint32) (string, error) {
 	return w.name, nil
 }
 func (w *rehearsalWitness) Minutes(lines []string) { w.minutes = lines }
+func (w *rehearsalWitness) Confirm(flow, id, statement string) (string, error) {
+	w.confirmed = append(w.confirmed, statement)
+	return w.name, nil
+}
 
 // softwareRoster writes a rehearsal roster of n software custodians with threshold k and their
 // identity files; it returns the roster path and the identity files.

@@ -37,8 +37,8 @@ func TestReshare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := func(out string) ReshareOptions {
-		return ReshareOptions{Ceremony: []string{rec}, ExpectSeal: seal, Roster: roster, ExpectRosterSHA256: rres.SHA256,
+	opts := func(out string) NextGeneration {
+		return NextGeneration{Ceremony: []string{rec}, ExpectSeal: seal, Roster: roster, ExpectRosterSHA256: rres.SHA256,
 			Identities: append([]string{ids[0], ids[2]}, newIDs...), Out: out, Rehearsal: true,
 			Preflight: rehearsalPreflight(t), Prompter: &rehearsalWitness{name: "wanda"}}
 	}

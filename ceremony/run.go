@@ -1,13 +1,16 @@
 package ceremony
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/custos-pki/custos/hsm"
 	"github.com/custos-pki/custos/internal/fsx"
 	"github.com/custos-pki/custos/shares"
+	"github.com/custos-pki/custos/wrap"
 )
 
 // run is one flow writing its record: a new directory built under a temporary name, a transcript in it,
@@ -139,4 +142,30 @@ func (r *run) checkRound(m *shares.Manifest, keys []presentKey) error {
 		}
 	}
 	return r.done("check-round")
+}
+
+// freshKEK makes a new KEK from the token's RNG XOR the OS RNG and records the sources (never values)
+// and its check value. The caller wipes it.
+func (r *run) freshKEK(sess *hsm.Session) ([]byte, error) {
+	hr, err := sess.Random(wrap.KEKSize)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(hr)
+	kek := make([]byte, wrap.KEKSize)
+	if _, err := rand.Read(kek); err != nil {
+		return nil, err
+	}
+	for i := range kek {
+		kek[i] ^= hr[i]
+	}
+	kcv, err := wrap.KCV(kek)
+	if err == nil {
+		err = r.event("kek", Actor{Role: "custos"}, Facts{"sources": []any{"HSM C_GenerateRandom", "OS getrandom"}, "combined": "XOR", "check_value": kcv.String()})
+	}
+	if err != nil {
+		clear(kek)
+		return nil, err
+	}
+	return kek, nil
 }

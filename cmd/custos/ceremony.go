@@ -51,26 +51,32 @@ type terminalPrompter struct {
 }
 
 func (p *terminalPrompter) Witness(flow, id, custodian string, serial uint32) (string, error) {
+	what := "their identity"
+	if serial != 0 {
+		what = fmt.Sprintf("their identity and the serial %d printed on their card", serial)
+	}
+	return p.confirm(fmt.Sprintf("%s %s: witness, confirm custodian %q: %s", flow, id, custodian, what))
+}
+
+func (p *terminalPrompter) Confirm(flow, id, statement string) (string, error) {
+	return p.confirm(fmt.Sprintf("%s %s: witness, confirm: %s", flow, id, statement))
+}
+
+// confirm asks a witness to type their name under a statement; in rehearsal the --witness name answers.
+func (p *terminalPrompter) confirm(statement string) (string, error) {
 	if p.rehearse != "" {
 		return p.rehearse + " (--witness, rehearsal)", nil
 	}
 	tty, err := p.a.openTTY()
 	if err != nil {
-		return "", fmt.Errorf("%w: a witness confirms each custodian on the terminal", ceremony.ErrUsage)
+		return "", fmt.Errorf("%w: a witness confirms on the terminal: %s", ceremony.ErrUsage, statement)
 	}
 	defer tty.Close()
-	what := "their identity"
-	if serial != 0 {
-		what = fmt.Sprintf("their identity and the serial %d printed on their card", serial)
-	}
-	fmt.Fprintf(p.a.stderr, "%s %s: witness, confirm custodian %q: %s. Type your name to confirm: ", flow, id, custodian, what)
-	line, err := bufio.NewReader(tty).ReadString('\n')
+	fmt.Fprintf(p.a.stderr, "%s. Type your name to confirm: ", statement)
+	line, _ := bufio.NewReader(tty).ReadString('\n')
 	name := strings.TrimSpace(line)
-	if err != nil && name == "" {
-		return "", fmt.Errorf("witness confirmation for %q: %w", custodian, err)
-	}
 	if name == "" {
-		return "", fmt.Errorf("custodian %q was not confirmed by a witness", custodian)
+		return "", fmt.Errorf("not confirmed by a witness: %s", statement)
 	}
 	return name, nil
 }
@@ -235,7 +241,7 @@ to the token and proven; the KEK destroyed; the record sealed and linked to the 
 func (a *app) reshareCmd() *cobra.Command {
 	var (
 		f                        flowFlags
-		o                        ceremony.ReshareOptions
+		o                        ceremony.NextGeneration
 		expectSeal, expectRoster string
 		witness                  string
 	)
