@@ -23,17 +23,17 @@ type ttyDisplay struct {
 const clearScreen = "\033[H\033[2J\033[3J"
 
 func (d *ttyDisplay) Show(i, n int, component []byte, check string) (string, error) {
-	fmt.Fprintf(d.tty, "%sComponent %d of %d. Everyone but its holder looks away.\r\nHolder, type your name: ", clearScreen, i, n)
+	fmt.Fprintf(d.tty, "%sComponent %d of %d. Everyone but its holder looks away.\nHolder, type your name: ", clearScreen, i, n)
 	line, err := d.r.ReadString('\n')
 	holder := strings.TrimSpace(line)
 	if holder == "" {
 		return "", fmt.Errorf("no holder named for component %d: %v", i, err)
 	}
-	fmt.Fprintf(d.tty, "\r\nComponent %d of %d for %s:\r\n\r\n    ", i, n, holder)
+	fmt.Fprintf(d.tty, "\nComponent %d of %d for %s:\n\n    ", i, n, holder)
 	if err := ceremony.WriteGroupedHex(d.tty, component); err != nil {
 		return "", err
 	}
-	fmt.Fprintf(d.tty, "\r\n\r\n    check value %s\r\n\r\nWrite it down and check it, then press Enter to clear the screen.", check)
+	fmt.Fprintf(d.tty, "\n\n    check value %s\n\nWrite it down and check it, then press Enter to clear the screen.", check)
 	if _, err := d.r.ReadString('\n'); err != nil {
 		fmt.Fprint(d.tty, clearScreen)
 		return "", fmt.Errorf("component %d: the terminal closed before the holder confirmed", i)
