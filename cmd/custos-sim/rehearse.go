@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -45,6 +44,9 @@ type rehearsal struct {
 	records []string // record directories, in order
 	module  string   // SoftHSM's module
 	tokens  map[string]string
+	// what the summary shows
+	rosterSHA, manifestKey, caFingerprint string
+	notes                                 []string
 }
 
 // stepTime is one command of the rehearsal and its wall time.
@@ -125,9 +127,13 @@ func (r *rehearsal) custosStep(name string, args ...string) (string, error) {
 }
 
 func (r *rehearsal) exec(name, bin string, args ...string) (string, error) {
-	fmt.Fprintf(r.log, "\n$ %s %s\n", filepath.Base(bin), strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Dir, cmd.Env = r.dir, r.env
+	return r.execCmd(name, exec.Command(bin, args...))
+}
+
+// execCmd runs a prepared command as a step, in the rehearsal's directory and environment.
+func (r *rehearsal) execCmd(name string, cmd *exec.Cmd) (string, error) {
+	fmt.Fprintf(r.log, "\n$ %s\n", strings.Join(cmd.Args, " "))
+	cmd.Dir, cmd.Env = r.dir, append(cmd.Env, r.env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, io.MultiWriter(&errb, r.log)
 	start := time.Now()
@@ -239,4 +245,124 @@ func (r *rehearsal) enroll(context.Context) error {
 	}
 	r.rosterSHA, err = capture(out, `([0-9a-f]{64})  roster.json`)
 	return err
+}
+
+// record remembers a record directory and its seal.
+func (r *rehearsal) record(dir, out string) (string, error) {
+	seal, err := capture(out, sealRE)
+	if err != nil {
+		return "", err
+	}
+	r.records = append(r.records, dir)
+	r.seals = append(r.seals, dir, seal)
+	return seal, nil
+}
+
+func (r *rehearsal) hsmArgs(label string) []string {
+	return []string{"--module", r.module, "--token-serial", r.tokens[label], "--hsm-pin-file", "hsm.pin"}
+}
+
+func (r *rehearsal) generate(context.Context) error {
+	fmt.Fprintln(r.stdout, "generation")
+	args := append([]string{"ceremony", "generate", "--rehearsal", "--roster", "roster.json", "--expect-roster-sha256", r.rosterSHA,
+		"--ca-key", r.caKey, "--subject", "CN=Custos Rehearsal Root CA,O=Custos Rehearsal", "--validity", "87600h",
+		"--witness", rehearsalWitness, "--pin-file", "cards.pin", "--out", "generation"}, r.hsmArgs("rehearsal-source")...)
+	out, err := r.custosStep("ceremony generate", args...)
+	if err != nil {
+		return err
+	}
+	if r.manifestKey, err = capture(out, `manifest key +(SHA256:\S+)`); err != nil {
+		return err
+	}
+	if r.caFingerprint, err = capture(out, `CA fingerprint +(SHA256:\S+)`); err != nil {
+		return err
+	}
+	_, err = r.record("generation", out)
+	return err
+}
+
+func (r *rehearsal) checks(context.Context) error {
+	fmt.Fprintln(r.stdout, "share checks")
+	for i, serial := range r.serials {
+		_, err := r.custosStep("share check "+r.name(i), "share", "check", "--rehearsal", "--ceremony", "generation",
+			"--expect-seal", r.seals[1], "--serial", fmt.Sprint(serial), "--pin-file", "cards.pin", "-o", r.name(i)+".receipt")
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// quorum returns the --serial flags of the first k cards.
+func (r *rehearsal) quorum() []string {
+	var out []string
+	for _, s := range r.serials[:r.k] {
+		out = append(out, "--serial", fmt.Sprint(s))
+	}
+	return out
+}
+
+func (r *rehearsal) imports(ctx context.Context) error {
+	fmt.Fprintln(r.stdout, "imports")
+	seal := r.seals[1]
+	args := append(append([]string{"ceremony", "import", "--rehearsal", "--ceremony", "generation", "--expect-seal", seal,
+		"--pin-file", "cards.pin", "--out", "import-softhsm"}, r.hsmArgs("rehearsal-target")...), r.quorum()...)
+	out, err := r.custosStep("ceremony import (SoftHSM)", args...)
+	if err != nil {
+		return err
+	}
+	if _, err := r.record("import-softhsm", out); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(r.caKey, "rsa") {
+		r.notes = append(r.notes, "openCryptoki 3.8.1's soft token cannot hold EC keys: the import into it is not part of an EC rehearsal")
+		return nil
+	}
+	// openCryptoki runs with this host's installation hidden, in namespaces of its own: this program
+	// starts there, prepares the soft token and runs the import.
+	ock, release, err := softtoken.OpenCryptokiCommand(ctx, r.self, append([]string{"ock-exec", "--label", "rehearsal-ock", "--", r.custos,
+		"ceremony", "import", "--rehearsal", "--ceremony", "generation", "--expect-seal", seal, "--pin-file", "cards.pin",
+		"--module", softtoken.OpenCryptokiModule, "--token", "rehearsal-ock", "--hsm-pin-file", "hsm.pin",
+		"--kek-transport", "oaep", "--ca-unwrap", "host-cbcpad", "--allow-host-unwrap", "--out", "import-opencryptoki"}, r.quorum()...)...)
+	if err != nil {
+		return err
+	}
+	defer release()
+	out, err = r.execCmd("ceremony import (openCryptoki)", ock)
+	if err != nil {
+		return err
+	}
+	if _, err := r.record("import-opencryptoki", out); err != nil {
+		return err
+	}
+	r.notes = append(r.notes, "openCryptoki 3.8.1 has no RFC 5649 unwrap: its import unwrapped the CA key on the host (host-cbcpad), recorded as a deviation")
+	return nil
+}
+
+func (r *rehearsal) verify(context.Context) error {
+	fmt.Fprintln(r.stdout, "verification")
+	args := []string{"transcript", "verify", "generation", "import-softhsm"}
+	for i := range r.serials {
+		args = append(args, "--receipt", r.name(i)+".receipt")
+	}
+	if _, err := r.custosStep("transcript verify (chain, receipts)", args...); err != nil {
+		return err
+	}
+	if len(r.records) > 2 {
+		if _, err := r.custosStep("transcript verify (openCryptoki)", "transcript", "verify", "generation", "import-opencryptoki"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *rehearsal) summary(total time.Duration) {
+	fmt.Fprintf(r.stdout, "\nREHEARSAL complete in %s: nothing here may be used in production.\n", total.Round(time.Millisecond))
+	fmt.Fprintf(r.stdout, "roster sha256   %s\nmanifest key    %s\nCA fingerprint  %s\n", r.rosterSHA, r.manifestKey, r.caFingerprint)
+	for i := 0; i+1 < len(r.seals); i += 2 {
+		fmt.Fprintf(r.stdout, "seal %-22s %s\n", r.seals[i], r.seals[i+1])
+	}
+	for _, n := range r.notes {
+		fmt.Fprintf(r.stdout, "note: %s\n", n)
+	}
 }
