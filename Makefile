@@ -28,6 +28,7 @@ deps:
 build: deps
 	@mkdir -p $(BIN)
 	CGO_CFLAGS="$(REPRO_CFLAGS)" $(GO) build $(BUILD_FLAGS) -o $(BIN)/custos ./cmd/custos
+	CGO_CFLAGS="$(REPRO_CFLAGS)" $(GO) build $(BUILD_FLAGS) -o $(BIN)/custos-sim ./cmd/custos-sim
 	@sha256sum $(BIN)/custos
 
 ## test: everything CI runs: lint, unit and integration tests, bounded fuzzing, the reproducible-build check

@@ -21,7 +21,7 @@ func TestEnrollRecord(t *testing.T) {
 	e := testenv.Sim(t)
 	serial := e.Serials()[0]
 	rec := enrolled(t, e, serial)
-	root, err := os.ReadFile(filepath.Join(e.Dir(), "attestation-root.pem"))
+	root, err := os.ReadFile(filepath.Join(simVars(e)["CUSTOS_SIM_DIR"], "attestation-root.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

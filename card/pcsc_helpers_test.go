@@ -1,7 +1,6 @@
 package card
 
 import (
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -47,9 +46,20 @@ func (u *testUI) Message(msg string) {
 	u.messages = append(u.messages, msg)
 }
 
+// simVars are the variables that point a process at the package's sim (CUSTOS_SIM_DIR,
+// PCSCLITE_CSOCK_NAME).
+func simVars(e *testenv.SimEnv) map[string]string {
+	vars := map[string]string{}
+	for _, kv := range e.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	return vars
+}
+
 // rehearsalEnv is the environment of a rehearsal on the package's sim.
 func rehearsalEnv(t testing.TB, e *testenv.SimEnv) Env {
-	vars := map[string]string{"CUSTOS_SIM_DIR": e.Dir(), "PCSCLITE_CSOCK_NAME": os.Getenv("PCSCLITE_CSOCK_NAME")}
+	vars := simVars(e)
 	return Env{Rehearsal: true, Getenv: func(k string) string { return vars[k] }}
 }
 

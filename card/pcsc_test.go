@@ -43,9 +43,9 @@ func TestVirtualReaderDetection(t *testing.T) {
 		want string
 	}{
 		{Env{Getenv: env(map[string]string{"PCSCLITE_CSOCK_NAME": sock})}, "PCSCLITE_CSOCK_NAME is set"},
-		{Env{Getenv: env(map[string]string{"CUSTOS_SIM_DIR": e.Dir()})}, "CUSTOS_SIM_DIR is set"},
+		{Env{Getenv: env(map[string]string{"CUSTOS_SIM_DIR": simVars(e)["CUSTOS_SIM_DIR"]})}, "CUSTOS_SIM_DIR is set"},
 		{Env{Rehearsal: true, Getenv: env(map[string]string{"PCSCLITE_CSOCK_NAME": sock})}, "CUSTOS_SIM_DIR is not set"},
-		{Env{Rehearsal: true, Getenv: env(map[string]string{"CUSTOS_SIM_DIR": e.Dir()})}, "not the sim's socket"},
+		{Env{Rehearsal: true, Getenv: env(map[string]string{"CUSTOS_SIM_DIR": simVars(e)["CUSTOS_SIM_DIR"]})}, "not the sim's socket"},
 	} {
 		if _, err := c.env.Readers(); !errors.Is(err, ErrVirtualReader) || !contains(err, c.want) {
 			t.Errorf("Readers() = %v, want a refusal saying %q", err, c.want)

@@ -4,9 +4,13 @@ package ceremony
 // and one PIN entry per card per command.
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+
+	"filippo.io/age"
 
 	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/shares"
@@ -95,6 +99,62 @@ func holdCards(co CardOptions, want []card.Expected, flow, record, purpose strin
 	}
 	return keys, release, nil
 }
+
+// cardShares opens, card after card, the shares of the record's custodians whose cards are present and
+// who are not among have, until the threshold is reached. Each card proves liveness, then decrypts and
+// validates its share at once (so that --one-reader can take the card away again); the keys it returns
+// replay the file keys for the combination. Wipe them with replayIdentity.wipe.
+func cardShares(co CardOptions, lm *loadedManifest, have []presentKey) ([]presentKey, error) {
+	want, err := expectedCards(lm.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	want = slices.DeleteFunc(want, func(e card.Expected) bool {
+		return slices.ContainsFunc(have, func(k presentKey) bool { return k.name == e.Name })
+	})
+	var out []presentKey
+	err = withCards(co, want, 0, "combine", lm.CeremonyID, "decrypt its share", func(k presentKey) (bool, error) {
+		e, _ := lm.Custodian(k.name)
+		rec := &replayIdentity{card: k.identity}
+		env, err := openShare(lm, e, rec)
+		if err != nil {
+			rec.wipe()
+			return false, err
+		}
+		env.Wipe()
+		k.identity, k.recipient = rec, e.Recipient
+		out = append(out, k)
+		return len(have)+len(out) < lm.Threshold, nil
+	})
+	return out, err
+}
+
+// replayIdentity unwraps a file's stanzas with a card once, and afterwards answers the same stanzas with
+// the file key it kept, so that a share can be opened again after its card has left.
+type replayIdentity struct {
+	card    age.Identity
+	stanzas []*age.Stanza
+	fileKey []byte
+}
+
+func (r *replayIdentity) Unwrap(stanzas []*age.Stanza) ([]byte, error) {
+	if r.fileKey == nil {
+		k, err := r.card.Unwrap(stanzas)
+		if err != nil {
+			return nil, err
+		}
+		r.stanzas, r.fileKey = stanzas, k
+		return bytes.Clone(k), nil
+	}
+	if !slices.EqualFunc(stanzas, r.stanzas, func(a, b *age.Stanza) bool {
+		return a.Type == b.Type && slices.Equal(a.Args, b.Args) && bytes.Equal(a.Body, b.Body)
+	}) {
+		return nil, age.ErrIncorrectIdentity
+	}
+	return bytes.Clone(r.fileKey), nil
+}
+
+func (r *replayIdentity) wipe() { clear(r.fileKey) }
 
 // attestationTrust returns the roots custodian records are verified under: Yubico's in production,
 // the sim's virtual root ($CUSTOS_SIM_DIR/attestation-root.pem) only in a rehearsal.

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"slices"
 
 	"filippo.io/age"
 
@@ -67,11 +66,7 @@ func Combine(o CombineOptions) (*CombineResult, error) {
 	if lm.Kind == shares.KindCeremony && !o.Rehearsal {
 		return nil, fmt.Errorf("%s holds a CA key backup; combine refuses it outside rehearsal (the KEK is rebuilt only inside 'custos ceremony import')", o.Ceremony)
 	}
-	ids, err := readIdentityFiles(o.Identities)
-	if err != nil {
-		return nil, err
-	}
-	secret, n, err := rebuild(lm, ids, o.Cards)
+	secret, n, err := rebuild(lm, o.Identities, o.Cards)
 	if err != nil {
 		return nil, err
 	}
@@ -102,71 +97,30 @@ func Combine(o CombineOptions) (*CombineResult, error) {
 	return res, nil
 }
 
-// rebuild opens the shares of the custodians whose identities are given and of the cards present (each
-// after proving liveness, with one PIN entry), validates each against the manifest, combines them and
-// checks the result. It returns the secret and how many shares it used.
-func rebuild(lm *loadedManifest, ids []softwareIdentity, co CardOptions) ([]byte, int, error) {
-	var envs []*shares.Envelope
-	defer func() {
-		for _, e := range envs {
-			e.Wipe()
-		}
-	}()
-	opened := map[string]bool{}
-	open := func(e *shares.Entry, id age.Identity) error {
-		if opened[e.Name] {
-			return fmt.Errorf("the share of %q is given twice; each custodian counts once", e.Name)
-		}
-		env, err := openShare(lm, e, id)
-		if err != nil {
-			return err
-		}
-		opened[e.Name] = true
-		envs = append(envs, env)
-		return nil
-	}
-	for _, si := range ids {
-		r := si.id.Recipient().String()
-		i := slices.IndexFunc(lm.Custodians, func(e shares.Entry) bool { return e.Recipient == r })
-		if i < 0 {
-			return nil, 0, fmt.Errorf("identity file %s opens no share of ceremony %s (its recipient %s is not in the manifest)", si.file, lm.CeremonyID, r)
-		}
-		if err := open(&lm.Custodians[i], si.id); err != nil {
-			return nil, 0, err
-		}
-	}
-	if len(envs) < lm.Threshold && co.Selector != nil {
-		want, err := expectedCards(lm.Manifest)
-		if err != nil {
-			return nil, 0, err
-		}
-		err = withCards(co, want, 0, "combine", lm.CeremonyID, "decrypt its share", func(k presentKey) (bool, error) {
-			e, _ := lm.Custodian(k.name)
-			if err := open(e, k.identity); err != nil {
-				return false, err
-			}
-			return len(envs) < lm.Threshold, nil
-		})
-		if err != nil && (len(ids) == 0 || !errors.Is(err, card.ErrCardNotFound)) {
-			return nil, 0, err
-		}
-	}
-	if len(envs) < lm.Threshold {
-		return nil, 0, fmt.Errorf("%w: have %d of the %d needed; bring the cards or identities of %d more custodian(s)", shares.ErrTooFewShares, len(envs), lm.Threshold, lm.Threshold-len(envs))
-	}
-	var split []shares.Share
-	for _, e := range envs {
-		split = append(split, e.ShareValue())
-	}
-	secret, err := shares.Combine(split, lm.Threshold)
+// rebuild opens the shares of the custodians whose identity files are given and, while fewer than the
+// threshold, of the record's cards present (each proving liveness first, one PIN entry each), validates
+// each against the manifest, combines them and checks the result. It returns the secret and how many
+// shares it used.
+func rebuild(lm *loadedManifest, files []string, co CardOptions) ([]byte, int, error) {
+	keys, err := softwareKeys(files, manifestRecipients(lm.Manifest), "ceremony "+lm.CeremonyID)
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := checkSecret(lm.Manifest, secret); err != nil {
-		clear(secret)
-		return nil, 0, err
+	if len(keys) < lm.Threshold {
+		cards, err := cardShares(co, lm, keys)
+		defer func() {
+			for _, k := range cards {
+				k.identity.(*replayIdentity).wipe()
+			}
+		}()
+		if err != nil && (len(keys) == 0 || !errors.Is(err, card.ErrCardNotFound)) {
+			return nil, 0, err
+		}
+		keys = append(keys, cards...)
 	}
-	return secret, len(split), nil
+	secret, mkey, err := rebuildKEK(lm.Manifest, lm.dir, keys)
+	clear(mkey)
+	return secret, len(keys), err
 }
 
 // openShare reads a custodian's share file (checking its SHA-256 against the manifest first), decrypts it

@@ -3,7 +3,6 @@ package ceremony
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -29,6 +28,9 @@ type Prompter interface {
 	// Witness has a witness confirm a custodian's identity and, for a card, the serial printed on it.
 	// It returns the witness's name.
 	Witness(flow, recordID, custodian string, serial uint32) (string, error)
+	// Confirm has a witness confirm that something was done in the room (an envelope or a copy of an
+	// old blob destroyed). It returns the witness's name.
+	Confirm(flow, recordID, statement string) (string, error)
 	// Minutes shows what the witnesses write into the minutes.
 	Minutes(lines []string)
 }
@@ -37,19 +39,18 @@ type Prompter interface {
 type GenerateOptions struct {
 	Roster             string
 	ExpectRosterSHA256 string
-	HSM                hsm.Config // module, pins, token and login; HSM.Rehearsal follows Rehearsal
-	HSMPINSource       string     // where the HSM PIN came from, for the record ("terminal", "file (rehearsal)", ...)
-	CAKey              string     // rsa4096, rsa3072, p384, p256
-	Subject            string     // RFC 4514 DN of the root certificate; empty for none
+	HSM                hsm.Config             // module, pins, token and login; HSM.Rehearsal follows Rehearsal
+	HSMPIN             func() ([]byte, error) // asks for the HSM PIN when the token is opened (not with ProtectedAuth)
+	HSMPINSource       string                 // where the HSM PIN comes from, for the record
+	CAKey              string                 // rsa4096, rsa3072, p384, p256
+	Subject            string                 // RFC 4514 DN of the root certificate; empty for none
 	Validity           time.Duration
 	KeepCAKey          bool     // lock the CA key (not extractable) instead of destroying it
 	Identities         []string // identity files of software custodians (for the check round)
 	Out                string
 	Rehearsal          bool
-	AllowDeviations    []string
-	BinarySHA256       string
-	Host               Host  // what preflight reads
-	HostFacts          Facts // version and hashes of the binary
+	Preflight          *PreflightReport // run first, before any pin is asked for
+	HostFacts          Facts            // version and hashes of the binary
 	Prompter           Prompter
 	Now                func() time.Time
 	// AfterStep, when set, is called after each step of GenerateSteps (a test seam for aborts).
@@ -98,9 +99,9 @@ type generation struct {
 // token keeps nothing of the ceremony, and the record says where and why.
 func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err error) {
 	defer clear(o.HSM.PIN)
-	pf, err := Preflight(o.Host, o.BinarySHA256, o.AllowDeviations, o.Rehearsal)
-	if err != nil {
-		return nil, err
+	pf := o.Preflight
+	if pf == nil {
+		return nil, errors.New("the flow needs its preflight report")
 	}
 	if !o.Rehearsal && (o.ExpectRosterSHA256 == "" || o.HSM.ExpectModuleSHA256 == "" || o.HSM.TokenSerial == "") {
 		return nil, fmt.Errorf("%w: production generation pins the roster (--expect-roster-sha256), the module (--expect-module-sha256) and the token (--token-serial)", ErrUsage)
@@ -180,25 +181,12 @@ func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err 
 
 // presentKeys opens the keys of every custodian for the check round: all must be present.
 func (g *generation) presentKeys() error {
-	recips := map[string]string{}
-	for _, m := range g.roster.Custodians {
-		recips[m.Recipient] = m.Name
-	}
-	keys, err := softwareKeys(g.o.Identities, recips)
+	keys, err := softwareKeys(g.o.Identities, rosterRecipients(g.roster), "the roster")
 	if err != nil {
 		return err
 	}
-	have := map[string]bool{}
-	for _, k := range keys {
-		have[k.name] = true
-	}
-	for _, m := range g.roster.Custodians {
-		if !have[m.Name] {
-			return fmt.Errorf("custodian %q is not present (no card or identity file for %s); the check round needs every custodian", m.Name, m.Recipient)
-		}
-	}
-	g.keys = keys
-	return nil
+	g.keys, err = allPresent(keys, g.roster)
+	return err
 }
 
 func (g *generation) pins(context.Context) error {
@@ -210,17 +198,7 @@ func (g *generation) pins(context.Context) error {
 }
 
 func (g *generation) witness(context.Context) error {
-	for _, m := range g.roster.Custodians {
-		var serial uint32
-		w, err := g.o.Prompter.Witness("generate", g.id, m.Name, serial)
-		if err != nil {
-			return fmt.Errorf("witness for %q: %w", m.Name, err)
-		}
-		if err := g.t.Append("witness", Actor{Role: "witness", Name: w}, Facts{"custodian": m.Name, "recipient": m.Recipient, "kind": m.Kind, "confirmed": true}); err != nil {
-			return err
-		}
-	}
-	return g.done("witness")
+	return g.witnessRoster(g.o.Prompter, g.roster)
 }
 
 func (g *generation) liveness(context.Context) error {
@@ -234,10 +212,8 @@ func (g *generation) liveness(context.Context) error {
 }
 
 func (g *generation) token(ctx context.Context) error {
-	cfg := g.o.HSM
-	cfg.Rehearsal = g.o.Rehearsal
 	var err error
-	if g.sess, err = hsm.Open(ctx, cfg); err != nil {
+	if g.sess, err = openToken(ctx, g.o.HSM, g.o.HSMPIN, g.o.Rehearsal); err != nil {
 		return err
 	}
 	if g.probe, err = g.sess.Probe(ctx, true); err != nil {
@@ -250,23 +226,9 @@ func (g *generation) token(ctx context.Context) error {
 }
 
 func (g *generation) makeKEK(context.Context) error {
-	hr, err := g.sess.Random(wrap.KEKSize)
-	if err != nil {
-		return err
-	}
-	defer clear(hr)
-	g.kek = make([]byte, wrap.KEKSize)
-	if _, err := rand.Read(g.kek); err != nil {
-		return err
-	}
-	for i := range g.kek {
-		g.kek[i] ^= hr[i]
-	}
-	kcv, err := wrap.KCV(g.kek)
-	if err != nil {
-		return err
-	}
-	return g.event("kek", Actor{Role: "custos"}, Facts{"sources": []any{"HSM C_GenerateRandom", "OS getrandom"}, "combined": "XOR", "check_value": kcv.String()})
+	var err error
+	g.kek, err = g.run.freshKEK(g.sess)
+	return err
 }
 
 func (g *generation) caKey(ctx context.Context) error {
@@ -382,28 +344,7 @@ func (g *generation) split(context.Context) error {
 	return g.event("split", Actor{Role: "custos"}, Facts{"threshold": g.m.Threshold, "custodians": entries})
 }
 
-// checkRound has every custodian open its share and its check token from disk, as written.
-func (g *generation) checkRound(context.Context) error {
-	lm := &loadedManifest{Manifest: g.m, dir: g.out.TempPath("."), final: g.dest}
-	for _, k := range g.keys {
-		e, ok := g.m.Custodian(k.name)
-		if !ok {
-			return fmt.Errorf("check round: %q is not in the manifest", k.name)
-		}
-		env, err := openShare(lm, e, k.identity)
-		if err != nil {
-			return fmt.Errorf("check round: %w", err)
-		}
-		env.Wipe()
-		if _, err := openCheckToken(lm, e, k.identity); err != nil {
-			return fmt.Errorf("check round: %w", err)
-		}
-		if err := g.t.Append("check-round", Actor{Role: "custodian", Name: k.name}, Facts{"share": "opened, commitment matches", "check_token": "opened, value matches", "key": k.source}); err != nil {
-			return err
-		}
-	}
-	return g.done("check-round")
-}
+func (g *generation) checkRound(context.Context) error { return g.run.checkRound(g.m, g.keys) }
 
 func (g *generation) certificate(context.Context) error {
 	if g.o.Subject == "" {
@@ -544,4 +485,19 @@ func listOrNone(xs []string) string {
 		return "none"
 	}
 	return strings.Join(xs, ", ")
+}
+
+// openToken opens the flow's token, asking for the HSM PIN only now, after every pin has been checked.
+func openToken(ctx context.Context, cfg hsm.Config, pin func() ([]byte, error), rehearsal bool) (*hsm.Session, error) {
+	cfg.Rehearsal = rehearsal
+	if !cfg.ProtectedAuth && cfg.PIN == nil {
+		if pin == nil {
+			return nil, errors.New("no HSM PIN source")
+		}
+		var err error
+		if cfg.PIN, err = pin(); err != nil {
+			return nil, err
+		}
+	}
+	return hsm.Open(ctx, cfg)
 }

@@ -21,14 +21,19 @@ import (
 
 // rehearsalWitness confirms every custodian as one named witness and remembers the minutes.
 type rehearsalWitness struct {
-	name    string
-	minutes []string
+	name      string
+	minutes   []string
+	confirmed []string
 }
 
 func (w *rehearsalWitness) Witness(flow, id, custodian string, serial uint32) (string, error) {
 	return w.name, nil
 }
 func (w *rehearsalWitness) Minutes(lines []string) { w.minutes = lines }
+func (w *rehearsalWitness) Confirm(flow, id, statement string) (string, error) {
+	w.confirmed = append(w.confirmed, statement)
+	return w.name, nil
+}
 
 // softwareRoster writes a rehearsal roster of n software custodians with threshold k and their
 // identity files; it returns the roster path and the identity files.
@@ -55,7 +60,7 @@ func generateOptions(t *testing.T, tok *softtoken.Token, roster string, ids []st
 		Roster: roster, Identities: ids, Out: out, Rehearsal: true, CAKey: "p256",
 		HSM:          hsm.Config{Module: tok.Module, TokenSerial: tok.Serial, PIN: []byte(tok.UserPIN)},
 		HSMPINSource: "test fixture", Subject: "CN=Custos Test Root,O=Custos,C=DE", Validity: 9 * 365 * 24 * time.Hour,
-		BinarySHA256: "test", Prompter: &rehearsalWitness{name: "walter"},
+		Preflight: rehearsalPreflight(t), Prompter: &rehearsalWitness{name: "walter"},
 	}
 }
 
@@ -176,3 +181,11 @@ func TestGenerateCheckRoundFailure(t *testing.T) {
 }
 
 func mkdirTemp() (string, error) { return os.MkdirTemp("", "custos-ceremony-test-") }
+
+func rehearsalPreflight(t testing.TB) *PreflightReport {
+	r, err := Preflight(Host{}, "test", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

@@ -1,7 +1,6 @@
 package ceremony
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -24,6 +23,7 @@ type ImportOptions struct {
 	Ceremony        []string // record directories, oldest first; the last holds the manifest imported from
 	ExpectSeal      string   // the last record's seal from the minutes; required in production
 	HSM             hsm.Config
+	HSMPIN          func() ([]byte, error) // asks for the HSM PIN when the token is opened (not with ProtectedAuth)
 	HSMPINSource    string
 	Transport       string // auto, rsa-aes, oaep, create
 	CAUnwrap        string // kwp, host-cbcpad
@@ -31,9 +31,7 @@ type ImportOptions struct {
 	Identities      []string // identity files of software custodians in the quorum
 	Out             string
 	Rehearsal       bool
-	AllowDeviations []string
-	BinarySHA256    string
-	Host            Host
+	Preflight       *PreflightReport // run first, before any pin is asked for
 	HostFacts       Facts
 	Now             func() time.Time
 	// AfterStep, when set, is called after each step of ImportSteps (a test seam for interruptions).
@@ -53,17 +51,18 @@ type ImportResult struct {
 // importRun is one import ceremony between steps.
 type importRun struct {
 	*run
-	o     ImportOptions
-	vr    *VerifiedRecord
-	m     *shares.Manifest
-	file  *wrap.File
-	caPub crypto.PublicKey
-	cert  *x509.Certificate
-	keys  []presentKey
-	kek   []byte
-	mkey  ed25519.PrivateKey
-	sess  *hsm.Session
-	res   *hsm.ImportResult
+	o       ImportOptions
+	records []*VerifiedRecord
+	vr      *VerifiedRecord
+	m       *shares.Manifest
+	file    *wrap.File
+	caPub   crypto.PublicKey
+	cert    *x509.Certificate
+	keys    []presentKey
+	kek     []byte
+	mkey    ed25519.PrivateKey
+	sess    *hsm.Session
+	res     *hsm.ImportResult
 }
 
 // Import runs the import ceremony: preflight; pins (the record's seal, the module, the token) before any
@@ -73,9 +72,9 @@ type importRun struct {
 // destroyed; the record sealed, signed by the manifest key and co-signed by the cards.
 func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error) {
 	defer clear(o.HSM.PIN)
-	pf, err := Preflight(o.Host, o.BinarySHA256, o.AllowDeviations, o.Rehearsal)
-	if err != nil {
-		return nil, err
+	pf := o.Preflight
+	if pf == nil {
+		return nil, errors.New("the flow needs its preflight report")
 	}
 	if len(o.Ceremony) == 0 {
 		return nil, fmt.Errorf("%w: --ceremony DIR names the record to import from", ErrUsage)
@@ -88,7 +87,7 @@ func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error)
 	if err != nil {
 		return nil, err
 	}
-	im.vr = records[len(records)-1]
+	im.vr, im.records = records[len(records)-1], records
 	if err := im.load(); err != nil {
 		return nil, err
 	}
@@ -244,17 +243,17 @@ func (im *importRun) record(context.Context) error {
 
 // quorum opens the keys present and each one's share, checked against the signed manifest.
 func (im *importRun) quorum(context.Context) error {
-	recips := map[string]string{}
-	for _, e := range im.m.Custodians {
-		recips[e.Recipient] = e.Name
-	}
-	keys, err := softwareKeys(im.o.Identities, recips)
+	keys, err := identityKeys(im.o.Identities)
 	if err != nil {
 		return err
 	}
-	if len(keys) < im.m.Threshold {
-		return fmt.Errorf("%w: have %d of the %d needed; bring the cards or identities of %d more custodian(s)", shares.ErrTooFewShares, len(keys), im.m.Threshold, im.m.Threshold-len(keys))
+	if err := staleKey(keys, im.records, im.m); err != nil {
+		return err
 	}
+	if err := unassigned(keys, "ceremony "+im.m.CeremonyID, manifestRecipients(im.m)); err != nil {
+		return err
+	}
+	keys = assign(keys, manifestRecipients(im.m))
 	im.keys = keys
 	for _, k := range keys {
 		if err := im.t.Append("quorum", Actor{Role: "custodian", Name: k.name}, Facts{"key": k.source}); err != nil {
@@ -265,7 +264,25 @@ func (im *importRun) quorum(context.Context) error {
 }
 
 func (im *importRun) combine(context.Context) error {
-	lm := &loadedManifest{Manifest: im.m, dir: im.vr.Dir}
+	var err error
+	if im.kek, im.mkey, err = rebuildKEK(im.m, im.vr.Dir, im.keys); err != nil {
+		return err
+	}
+	if !im.file.KEKCheck.Matches(im.kek) {
+		return fmt.Errorf("the rebuilt KEK does not match the wrapped key's check value %s", im.file.KEKCheck)
+	}
+	return im.event("combine", Actor{Role: "custos"}, Facts{"shares": len(im.keys), "threshold": im.m.Threshold,
+		"kek_check": im.m.SecretCheck, "manifest_key_derived": true})
+}
+
+// rebuildKEK opens the share of each present key from the record in dir, checks each against the signed
+// manifest (invariant 3), combines them, and checks the result against the manifest's check value and
+// manifest key. The caller wipes both returned keys.
+func rebuildKEK(m *shares.Manifest, dir string, keys []presentKey) ([]byte, ed25519.PrivateKey, error) {
+	if len(keys) < m.Threshold {
+		return nil, nil, fmt.Errorf("%w: have %d of the %d needed; bring the cards or identities of %d more custodian(s)", shares.ErrTooFewShares, len(keys), m.Threshold, m.Threshold-len(keys))
+	}
+	lm := &loadedManifest{Manifest: m, dir: dir}
 	var split []shares.Share
 	var envs []*shares.Envelope
 	defer func() {
@@ -273,40 +290,37 @@ func (im *importRun) combine(context.Context) error {
 			e.Wipe()
 		}
 	}()
-	for _, k := range im.keys {
-		e, _ := im.m.Custodian(k.name)
+	for _, k := range keys {
+		e, ok := m.Custodian(k.name)
+		if !ok {
+			return nil, nil, fmt.Errorf("custodian %q is not in the manifest of generation %d", k.name, m.Generation)
+		}
 		env, err := openShare(lm, e, k.identity)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		envs = append(envs, env)
 		split = append(split, env.ShareValue())
 	}
-	var err error
-	if im.kek, err = shares.Combine(split, im.m.Threshold); err != nil {
-		return err
+	kek, err := shares.Combine(split, m.Threshold)
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := checkSecret(im.m, im.kek); err != nil {
-		return err
+	if err := checkSecret(m, kek); err != nil {
+		clear(kek)
+		return nil, nil, err
 	}
-	if !im.file.KEKCheck.Matches(im.kek) {
-		return fmt.Errorf("the rebuilt KEK does not match the wrapped key's check value %s", im.file.KEKCheck)
+	mkey, err := shares.DeriveManifestKey(kek, m.CeremonyID)
+	if err != nil {
+		clear(kek)
+		return nil, nil, err
 	}
-	if im.mkey, err = shares.DeriveManifestKey(im.kek, im.m.CeremonyID); err != nil {
-		return err
-	}
-	if !bytes.Equal(im.mkey.Public().(ed25519.PublicKey), im.m.ManifestKey) {
-		return errors.New("the rebuilt KEK does not derive the manifest key")
-	}
-	return im.event("combine", Actor{Role: "custos"}, Facts{"shares": len(split), "threshold": im.m.Threshold,
-		"kek_check": im.m.SecretCheck, "manifest_key_derived": true})
+	return kek, mkey, nil
 }
 
 func (im *importRun) importKey(ctx context.Context) error {
-	cfg := im.o.HSM
-	cfg.Rehearsal = im.o.Rehearsal
 	var err error
-	if im.sess, err = hsm.Open(ctx, cfg); err != nil {
+	if im.sess, err = openToken(ctx, im.o.HSM, im.o.HSMPIN, im.o.Rehearsal); err != nil {
 		return err
 	}
 	fp, _ := im.m.ManifestKeyFingerprint()

@@ -46,11 +46,11 @@ func generated(t *testing.T) (rec, seal string, ids []string) {
 	return genFixture.rec, genFixture.seal, genFixture.ids
 }
 
-func importOptions(rec, seal string, ids []string, tok string, module, serial, pin string, out string) ImportOptions {
+func importOptions(t *testing.T, rec, seal string, ids []string, module, serial, pin string, out string) ImportOptions {
 	return ImportOptions{
 		Ceremony: []string{rec}, ExpectSeal: seal, Identities: ids, Out: out, Rehearsal: true,
 		HSM:          hsm.Config{Module: module, TokenSerial: serial, PIN: []byte(pin)},
-		HSMPINSource: "test fixture", Transport: hsm.TransportAuto, BinarySHA256: "test",
+		HSMPINSource: "test fixture", Transport: hsm.TransportAuto, Preflight: rehearsalPreflight(t),
 	}
 }
 
@@ -61,7 +61,7 @@ func TestImportRehearsal(t *testing.T) {
 	rec, seal, ids := generated(t)
 	tok := testenv.SoftHSMToken(t, "import-target")
 	out := filepath.Join(t.TempDir(), "imp")
-	res, err := Import(context.Background(), importOptions(rec, seal, ids[1:], "", tok.Module, tok.Serial, tok.UserPIN, out))
+	res, err := Import(context.Background(), importOptions(t, rec, seal, ids[1:], tok.Module, tok.Serial, tok.UserPIN, out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestImportRefusedBeforeCards(t *testing.T) {
 	rec, _, ids := generated(t)
 	tok := testenv.SoftHSMToken(t, "import-refused")
 	out := filepath.Join(t.TempDir(), "imp")
-	_, err := Import(context.Background(), importOptions(rec, "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", ids, "", tok.Module, tok.Serial, tok.UserPIN, out))
+	_, err := Import(context.Background(), importOptions(t, rec, "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", ids, tok.Module, tok.Serial, tok.UserPIN, out))
 	if !errors.Is(err, ErrPin) {
 		t.Fatalf("wrong seal: %v", err)
 	}
@@ -113,7 +113,7 @@ func TestImportInterrupted(t *testing.T) {
 	for _, step := range ImportSteps[:len(ImportSteps)-1] {
 		ctx, cancel := context.WithCancel(context.Background())
 		out := filepath.Join(dir, strings.ReplaceAll(step, "/", "-"))
-		o := importOptions(rec, seal, ids[:2], "", tok.Module, tok.Serial, tok.UserPIN, out)
+		o := importOptions(t, rec, seal, ids[:2], tok.Module, tok.Serial, tok.UserPIN, out)
 		var seen []string
 		o.AfterStep = func(s string) error {
 			seen = append(seen, s)

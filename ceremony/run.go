@@ -1,11 +1,16 @@
 package ceremony
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/custos-pki/custos/hsm"
 	"github.com/custos-pki/custos/internal/fsx"
+	"github.com/custos-pki/custos/shares"
+	"github.com/custos-pki/custos/wrap"
 )
 
 // run is one flow writing its record: a new directory built under a temporary name, a transcript in it,
@@ -67,6 +72,14 @@ func (r *run) seal(body SealBody, signers ...Signer) (string, error) {
 	if err := r.out.Commit(); err != nil {
 		return "", err
 	}
+	// The report is rendered from the record as written, which is verified on the way.
+	vr, err := VerifyRecord(r.dest)
+	if err != nil {
+		return "", fmt.Errorf("the record just written does not verify: %w", err)
+	}
+	if err := WriteReport(vr, filepath.Join(r.dest, ReportFile)); err != nil {
+		return "", err
+	}
 	return s, nil
 }
 
@@ -90,4 +103,69 @@ func (r *run) abort(cause error, generation int, remove ...string) error {
 func (r *run) close() {
 	r.t.Close()
 	r.out.Abort()
+}
+
+// witnessRoster has a witness confirm each custodian of a roster that is to receive shares.
+func (r *run) witnessRoster(p Prompter, roster *shares.Roster) error {
+	for _, m := range roster.Custodians {
+		var serial uint32
+		w, err := p.Witness(r.flow, r.id, m.Name, serial)
+		if err != nil {
+			return fmt.Errorf("witness for %q: %w", m.Name, err)
+		}
+		if err := r.t.Append("witness", Actor{Role: "witness", Name: w}, Facts{"custodian": m.Name, "recipient": m.Recipient, "kind": m.Kind, "confirmed": true}); err != nil {
+			return err
+		}
+	}
+	return r.done("witness")
+}
+
+// checkRound has every custodian of the new shares open its share and its check token from disk, as
+// written into the record being built (invariant 4).
+func (r *run) checkRound(m *shares.Manifest, keys []presentKey) error {
+	lm := &loadedManifest{Manifest: m, dir: r.out.TempPath("."), final: r.dest}
+	for _, k := range keys {
+		e, ok := m.Custodian(k.name)
+		if !ok {
+			return fmt.Errorf("check round: %q is not in the manifest", k.name)
+		}
+		env, err := openShare(lm, e, k.identity)
+		if err != nil {
+			return fmt.Errorf("check round: %w", err)
+		}
+		env.Wipe()
+		if _, err := openCheckToken(lm, e, k.identity); err != nil {
+			return fmt.Errorf("check round: %w", err)
+		}
+		if err := r.t.Append("check-round", Actor{Role: "custodian", Name: k.name}, Facts{"share": "opened, commitment matches", "check_token": "opened, value matches", "key": k.source}); err != nil {
+			return err
+		}
+	}
+	return r.done("check-round")
+}
+
+// freshKEK makes a new KEK from the token's RNG XOR the OS RNG and records the sources (never values)
+// and its check value. The caller wipes it.
+func (r *run) freshKEK(sess *hsm.Session) ([]byte, error) {
+	hr, err := sess.Random(wrap.KEKSize)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(hr)
+	kek := make([]byte, wrap.KEKSize)
+	if _, err := rand.Read(kek); err != nil {
+		return nil, err
+	}
+	for i := range kek {
+		kek[i] ^= hr[i]
+	}
+	kcv, err := wrap.KCV(kek)
+	if err == nil {
+		err = r.event("kek", Actor{Role: "custos"}, Facts{"sources": []any{"HSM C_GenerateRandom", "OS getrandom"}, "combined": "XOR", "check_value": kcv.String()})
+	}
+	if err != nil {
+		clear(kek)
+		return nil, err
+	}
+	return kek, nil
 }

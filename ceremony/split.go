@@ -106,21 +106,25 @@ func Split(o SplitOptions) (*SplitResult, error) {
 		RosterSHA:  shares.FileSHA256(rosterBytes),
 		Deviations: append([]string{}, o.Deviations...),
 	}
-	out, err := fsx.NewDir(o.Out)
+	host := Facts{"rehearsal": o.Rehearsal}
+	for k, v := range o.Host {
+		host[k] = v
+	}
+	r, err := startRun("split", id, o.Out, "", host, o.Now, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer out.Abort()
-	if err := writeShares(out, m, roster, recipients, secret); err != nil {
+	defer r.close()
+	if err := writeShares(r.out, m, roster, recipients, secret); err != nil {
 		return nil, err
 	}
 	pinCards(m, records)
-	checked, cosigners, release, err := splitCheckRound(o.Cards, out, m, o.Out)
+	checked, cosigners, release, err := splitCheckRound(o.Cards, r.out, m, o.Out)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	if err := out.WriteFile("roster.json", rosterBytes); err != nil {
+	if err := r.out.WriteFile("roster.json", rosterBytes); err != nil {
 		return nil, err
 	}
 	key, err := manifestKey(m, secret)
@@ -132,49 +136,18 @@ func Split(o SplitOptions) (*SplitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := out.WriteFile("manifest.json", manifestFile); err != nil {
+	if err := r.out.WriteFile("manifest.json", manifestFile); err != nil {
 		return nil, err
 	}
 	fp, _ := m.ManifestKeyFingerprint()
-	seal, err := sealSplit(out, m, o, checked, manifestFile, append([]Signer{ManifestKeySigner(key)}, cosigners...))
-	if err != nil {
-		return nil, err
-	}
-	if err := out.Commit(); err != nil {
-		return nil, err
-	}
-	return &SplitResult{
-		Dir: o.Out, CeremonyID: id, Threshold: m.Threshold, Custodians: len(m.Custodians),
-		RosterSHA256: m.RosterSHA, ManifestKey: fp, SecretCheck: m.SecretCheck,
-		ManifestSHA256: shares.FileSHA256(manifestFile), Seal: seal,
-	}, nil
-}
-
-// sealSplit writes the split's transcript into the record being built and seals it with the signers:
-// the manifest key and the cards of the check round.
-func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, checked []Facts, manifestFile []byte, signers []Signer) (string, error) {
-	host := Facts{"rehearsal": o.Rehearsal}
-	for k, v := range o.Host {
-		host[k] = v
-	}
-	t, err := BeginTranscript(out.TempPath(TranscriptFile), "split", m.CeremonyID, "", host, o.Now)
-	if err != nil {
-		return "", err
-	}
-	defer t.Close()
 	source := "generated (OS random)"
 	if o.Secret != nil {
 		source = "file (rehearsal)"
 	}
-	fp, _ := m.ManifestKeyFingerprint()
 	custodians := []any{}
 	for _, e := range m.Custodians {
 		custodians = append(custodians, Facts{"name": e.Name, "recipient": e.Recipient, "kind": e.Kind, "x": e.Share.X,
 			"commitment": e.Share.Commitment, "share_file_sha256": e.Share.FileSHA256, "check_file_sha256": e.Check.FileSHA256})
-	}
-	deviations := []any{}
-	for _, d := range m.Deviations {
-		deviations = append(deviations, d)
 	}
 	for _, ev := range []struct {
 		step  string
@@ -184,17 +157,22 @@ func sealSplit(out *fsx.Dir, m *shares.Manifest, o SplitOptions, checked []Facts
 		{"secret", Facts{"source": source, "size": m.SecretSize, "check_value": m.SecretCheck}},
 		{"shares", Facts{"threshold": m.Threshold, "custodians": custodians}},
 		{"check-round", Facts{"cards": checkedFacts(checked)}},
-		{"manifest", Facts{"manifest_sha256": shares.FileSHA256(manifestFile), "manifest_key": fp, "deviations": deviations}},
+		{"manifest", Facts{"manifest_sha256": shares.FileSHA256(manifestFile), "manifest_key": fp, "deviations": toAny(m.Deviations)}},
 	} {
-		if err := t.Append(ev.step, Actor{Role: "custos"}, ev.facts); err != nil {
-			return "", err
+		if err := r.event(ev.step, Actor{Role: "custos"}, ev.facts); err != nil {
+			return nil, err
 		}
 	}
-	files, err := RecordFiles(out.TempPath("."))
+	// The check round's cards co-sign the seal with the manifest key.
+	seal, err := r.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, append([]Signer{ManifestKeySigner(key)}, cosigners...)...)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return t.Seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess, Files: files}, signers...)
+	return &SplitResult{
+		Dir: o.Out, CeremonyID: id, Threshold: m.Threshold, Custodians: len(m.Custodians),
+		RosterSHA256: m.RosterSHA, ManifestKey: fp, SecretCheck: m.SecretCheck,
+		ManifestSHA256: shares.FileSHA256(manifestFile), Seal: seal,
+	}, nil
 }
 
 // sealedFiles are one custodian's share file and check file.

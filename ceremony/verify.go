@@ -34,6 +34,10 @@ type VerifiedRecord struct {
 	Body     SealBody         `json:"-"`
 	Signers  []string         `json:"signers"`
 	Manifest *shares.Manifest `json:"-"`
+	// Previous is the manifest this record's generation superseded (reshare, rekey), if it holds one.
+	Previous *shares.Manifest `json:"-"`
+	// Handover is a rekey's statement, verified under the previous manifest key.
+	Handover *Handover `json:"handover,omitempty"`
 }
 
 // sealEvent is the seal line's facts, parsed.
@@ -123,6 +127,17 @@ func VerifyRecord(dir string) (*VerifiedRecord, error) {
 			return nil, fmt.Errorf("%w: %s: %v", ErrTranscript, filepath.Join(dir, "manifest.json"), err)
 		}
 	}
+	if _, ok := body.Files["previous-manifest.json"]; ok {
+		mb, _ := readLimited(filepath.Join(dir, "previous-manifest.json"), maxRecordFile)
+		if vr.Previous, err = shares.ParseManifest(mb); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrTranscript, filepath.Join(dir, "previous-manifest.json"), err)
+		}
+	}
+	if _, ok := body.Files[HandoverFile]; ok {
+		if err := vr.verifyHandover(); err != nil {
+			return nil, err
+		}
+	}
 	in, err := SealSigningInput(&body)
 	if err != nil {
 		return nil, err
@@ -164,15 +179,21 @@ func (vr *VerifiedRecord) checkSigner(s SealSignature) error {
 		}
 		return nil
 	}
-	for _, c := range vr.Manifest.Custodians {
-		if c.Card != nil && s.Signer == fmt.Sprintf("card:%d", c.Card.Serial) {
-			if !bytes.Equal(c.Card.SigningKey, s.PublicKey) {
-				return fmt.Errorf("%s co-signed with a key other than the attested signing key in the manifest", s.Signer)
+	// A card co-signs as a custodian of this generation or, for a quorum, of the one it superseded.
+	for _, m := range []*shares.Manifest{vr.Manifest, vr.Previous} {
+		if m == nil {
+			continue
+		}
+		for _, c := range m.Custodians {
+			if c.Card != nil && s.Signer == fmt.Sprintf("card:%d", c.Card.Serial) {
+				if !bytes.Equal(c.Card.SigningKey, s.PublicKey) {
+					return fmt.Errorf("%s co-signed with a key other than the attested signing key in the manifest", s.Signer)
+				}
+				return nil
 			}
-			return nil
 		}
 	}
-	return fmt.Errorf("signer %s is not in the record's manifest", s.Signer)
+	return fmt.Errorf("signer %s is not in the record's manifests", s.Signer)
 }
 
 func verifySealSignature(msg []byte, s SealSignature) error {
@@ -258,4 +279,39 @@ func VerifyRecords(dirs []string, expectSeal string) ([]*VerifiedRecord, error) 
 		return nil, fmt.Errorf("%w: the seal of %s is not the one in the minutes", ErrPin, dirs[len(dirs)-1])
 	}
 	return out, nil
+}
+
+// verifyHandover checks a rekey's handover statement: signed by the previous manifest key, naming this
+// record's manifest and its key.
+func (vr *VerifiedRecord) verifyHandover() error {
+	path := filepath.Join(vr.Dir, HandoverFile)
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrTranscript, path, fmt.Sprintf(format, a...))
+	}
+	if vr.Previous == nil || vr.Manifest == nil {
+		return bad("a handover needs the previous and the new manifest in the record")
+	}
+	b, err := readLimited(path, maxRecordFile)
+	if err != nil {
+		return bad("%v", err)
+	}
+	var h Handover
+	if err := jcs.Unmarshal(b, &h); err != nil || h.Format != HandoverFormat {
+		return bad("not a %s statement", HandoverFormat)
+	}
+	in, err := HandoverSigningInput(&h)
+	if err != nil {
+		return err
+	}
+	if !ed25519.Verify(vr.Previous.ManifestKey, in, h.Signature) {
+		return bad("the handover does not verify under the previous manifest key")
+	}
+	oldFP, _ := vr.Previous.ManifestKeyFingerprint()
+	newFP, _ := vr.Manifest.ManifestKeyFingerprint()
+	if h.OldManifestKey != oldFP || h.NewManifestKey != newFP || h.NewManifestSHA256 != vr.Body.Files["manifest.json"] ||
+		h.CeremonyID != vr.Manifest.CeremonyID || h.ToGeneration != vr.Manifest.Generation || h.FromGeneration != vr.Previous.Generation {
+		return bad("the handover names other manifests or keys than the record holds")
+	}
+	vr.Handover = &h
+	return nil
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"fmt"
+	"time"
 )
 
 // Status words (ISO 7816-4 and the YubiKey's use of them).
@@ -68,6 +69,9 @@ type session struct {
 	chain    []byte
 
 	pending []byte
+
+	// touchedAt is when the user last touched the card, for the cached touch policy.
+	touchedAt time.Time
 }
 
 // clear resets the session to its power-on state.

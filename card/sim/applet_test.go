@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -345,5 +346,33 @@ func BenchmarkSignP256(b *testing.B) {
 		if r := c.Transmit(apdu); r[len(r)-2] != 0x90 {
 			b.Fatalf("response %x", r)
 		}
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	c := newTestCard(t, Profile54)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 20 {
+				if r := c.Transmit([]byte{0x00, insGetVersion, 0x00, 0x00, 0x00}); len(r) != 5 {
+					t.Errorf("GET VERSION answered %x", r)
+				}
+				c.Counters()
+				c.Serial()
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 10 {
+			c.Reset()
+			if err := c.SetTouchApproval(true); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	if n := c.Counters().ByINS[insGetVersion]; n != 80 {
+		t.Fatalf("counted %d GET VERSIONs, want 80", n)
 	}
 }

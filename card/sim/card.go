@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // Profile names the firmware a card emulates.
@@ -79,6 +80,7 @@ type Card struct {
 	st   *cardState
 	s    session
 	rand io.Reader
+	now  func() time.Time
 
 	// changed is set by a command that modified persistent state other than the counters.
 	changed bool
@@ -87,7 +89,7 @@ type Card struct {
 }
 
 func newCard(path string, st *cardState) *Card {
-	return &Card{path: path, st: st, s: session{applet: appletPIV}, rand: rand.Reader}
+	return &Card{path: path, st: st, s: session{applet: appletPIV}, rand: rand.Reader, now: time.Now}
 }
 
 // Serial returns the card's serial number.
@@ -117,7 +119,8 @@ func (c *Card) Reset() {
 }
 
 // SetTouchApproval sets whether the card's user touches it when an operation asks for a touch. A
-// denied touch fails the operation with 69 82, as a real card does when the touch times out. The
+// denied touch fails the operation with 69 82, as a real card does when the touch times out, except
+// that a key with the cached touch policy still works for 15 seconds after the last touch. The
 // setting is saved with the card.
 func (c *Card) SetTouchApproval(approve bool) error {
 	c.mu.Lock()

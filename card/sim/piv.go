@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"encoding/binary"
+	"time"
 )
 
 // PIV and Yubico-extension instructions.
@@ -290,10 +291,21 @@ func (c *Card) setManagementKey(cmd command) ([]byte, uint16) {
 	return nil, swOK
 }
 
+// touchCache is how long a touch also serves operations under the cached touch policy.
+const touchCache = 15 * time.Second
+
 // touched reports whether an operation under the touch policy may proceed: the user touches the
-// card unless touch is set to deny.
+// card unless touch is set to deny, and a touch in the last 15 seconds serves a cached-touch key.
 func (c *Card) touched(policy byte) bool {
-	return policy == touchNever || !c.st.DenyTouch
+	now := c.now()
+	switch {
+	case policy == touchNever:
+		return true
+	case !c.st.DenyTouch:
+		c.s.touchedAt = now
+		return true
+	}
+	return policy == touchCached && !c.s.touchedAt.IsZero() && now.Sub(c.s.touchedAt) < touchCache
 }
 
 // pinSatisfied reports whether an operation under the PIN policy may proceed. Every private key

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"sync"
 	"testing"
+	"time"
 )
 
 // generate asks the card for a key and decodes the public key it answers.
@@ -174,12 +175,18 @@ func TestTouchDenied(t *testing.T) {
 	never := generate(t, c, 0x82, algP256, pinNever, touchNever)
 	touch := generate(t, c, 0x83, algP256, pinNever, touchAlways)
 	cached := generate(t, c, 0x84, algP256, pinNever, touchCached)
+	clock := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	c.now = func() time.Time { return clock }
 	signECDSA(t, c, 0x83, algP256, touch, swOK)
 	if err := c.SetTouchApproval(false); err != nil {
 		t.Fatal(err)
 	}
 	signECDSA(t, c, 0x82, algP256, never, swOK)
 	signECDSA(t, c, 0x83, algP256, touch, swSecurityStatus)
+	// A cached-touch key works for 15 seconds after the last touch.
+	clock = clock.Add(14 * time.Second)
+	signECDSA(t, c, 0x84, algP256, cached, swOK)
+	clock = clock.Add(time.Second)
 	signECDSA(t, c, 0x84, algP256, cached, swSecurityStatus)
 	reloaded, err := LoadCard(c.path)
 	if err != nil {

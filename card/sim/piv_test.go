@@ -318,3 +318,37 @@ func TestReadConfig(t *testing.T) {
 func desBlock(key []byte) (interface{ Encrypt(dst, src []byte) }, error) {
 	return des.NewTripleDESCipher(key)
 }
+
+// TestYkmanResetFlow follows ykman's reset: tries left from metadata, VERIFY and RESET RETRY
+// COUNTER with all-FF blocks until they are blocked, then RESET, in extended APDUs.
+func TestYkmanResetFlow(t *testing.T) {
+	c := newTestCard(t, Profile54)
+	selectPIV(t, c)
+	ff := bytes.Repeat([]byte{0xFF}, 16)
+	md, sw := raw(t, c, unhex(t, "00F70080000000"))
+	if sw != swOK || md[len(md)-1] != 3 {
+		t.Fatalf("PIN metadata %x %04x", md, sw)
+	}
+	for want := uint16(0x63C2); ; want-- {
+		_, sw := raw(t, c, append(unhex(t, "00200080000008"), ff[:8]...))
+		if sw != want {
+			t.Fatalf("VERIFY all-FF: %04x, want %04x", sw, want)
+		}
+		if sw == 0x63C0 {
+			break
+		}
+	}
+	for want := uint16(0x63C2); ; want-- {
+		_, sw := raw(t, c, append(unhex(t, "002C0080000010"), ff...))
+		if sw != want {
+			t.Fatalf("RESET RETRY COUNTER all-FF: %04x, want %04x", sw, want)
+		}
+		if sw == 0x63C0 {
+			break
+		}
+	}
+	if _, sw := raw(t, c, unhex(t, "00FB0000000000")); sw != swOK {
+		t.Fatalf("RESET: %04x", sw)
+	}
+	mustOK(t, c, insVerify, 0, refPIN, padPIN([]byte("123456")))
+}

@@ -22,7 +22,7 @@ import (
 )
 
 // ServeEnv is the environment variable through which Up tells the program it starts inside the sim's
-// namespaces which directory to serve. That program calls Serve with its value.
+// namespaces (itself, again) which directory to serve. That program calls Serve with its value.
 const ServeEnv = "CUSTOS_SIM_SERVE"
 
 // readyTimeout bounds how long insert waits for pcscd to take a card in.

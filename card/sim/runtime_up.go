@@ -36,15 +36,13 @@ type UpOptions struct {
 	Profile Profile
 	// FirstSerial is the first card's serial; the others follow (default DefaultFirstSerial).
 	FirstSerial uint32
-	// Daemon is the program started inside the namespaces; it must call Serve with the value of
-	// ServeEnv, which Up sets. The default is this program itself (os.Executable).
-	Daemon []string
 	// Detach starts the sim in its own session so that it outlives this process (custos-sim up).
 	// Otherwise it is killed when this process's thread that started it exits.
 	Detach bool
-	// Timeout bounds the wait for every card to answer (default 30s).
-	Timeout time.Duration
 }
+
+// upTimeout bounds how long Up waits for every card to answer.
+const upTimeout = 30 * time.Second
 
 // A Sim is a running sim: a private pcscd and its virtual cards, seen from the host.
 type Sim struct {
@@ -61,7 +59,8 @@ type runInfo struct {
 
 // Up starts the sim in dir: creates the directory, its attestation root and its cards on first use
 // (or checks opts against them), starts the daemon in its namespaces, and returns once every card
-// answers through pcscd. It sets PCSCLITE_CSOCK_NAME in this process's environment, which must then
+// answers through pcscd. The daemon is this program, run again with ServeEnv set: its main (or
+// TestMain) must then call Serve before anything else. It sets PCSCLITE_CSOCK_NAME in this process's environment, which must then
 // have made no PC/SC call yet (libpcsclite reads the variable once), unless it already holds the
 // sim's socket.
 func Up(dir string, opts UpOptions) (*Sim, error) {
@@ -95,11 +94,7 @@ func Up(dir string, opts UpOptions) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout := opts.Timeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
-	if err := s.waitReady(l, time.Now().Add(timeout)); err != nil {
+	if err := s.waitReady(l, time.Now().Add(upTimeout)); err != nil {
 		s.Down()
 		return nil, err
 	}
@@ -229,13 +224,10 @@ func create(dir string, opts UpOptions) (*layout, error) {
 
 // start runs unshare with the daemon, logging to DIR/sim.log, and records its PID.
 func start(dir string, opts UpOptions) (*Sim, error) {
-	daemon := opts.Daemon
-	if len(daemon) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("sim: %w", err)
-		}
-		daemon = []string{exe}
+	// The daemon is this program: started with ServeEnv set, it calls Serve.
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
 	}
 	for _, f := range []string{controlSock, filepath.Join(pcscdDir, pcscdSock), filepath.Join(pcscdDir, "pcscd.pid")} {
 		os.Remove(filepath.Join(dir, f))
@@ -245,7 +237,7 @@ func start(dir string, opts UpOptions) (*Sim, error) {
 		return nil, fmt.Errorf("sim: log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command("unshare", append(slices.Clone(unshareArgs), daemon...)...)
+	cmd := exec.Command("unshare", append(slices.Clone(unshareArgs), exe)...)
 	cmd.Env = append(scrubEnv(os.Environ()), ServeEnv+"="+dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
@@ -354,9 +346,6 @@ func Attach(dir string) (*Sim, error) {
 	}
 	return &Sim{dir: dir}, nil
 }
-
-// Dir returns the sim's directory (absolute).
-func (s *Sim) Dir() string { return s.dir }
 
 // Exports returns the shell lines that point PC/SC clients and custos at the sim.
 func (s *Sim) Exports() string {

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
@@ -102,5 +103,48 @@ func TestParseProfile(t *testing.T) {
 	}
 	if _, err := ParseProfile("5.3"); err == nil {
 		t.Error("ParseProfile accepted 5.3")
+	}
+}
+
+func TestPersistenceEveryKeyType(t *testing.T) {
+	c := newTestCard(t, Profile57)
+	selectPIV(t, c)
+	authMgmtAES(t, c, algAES192, defaultMgmtKey)
+	k := testRSAKey(t)
+	var rsaData []byte
+	for i, v := range []*big.Int{k.Primes[0], k.Primes[1], k.Precomputed.Dp, k.Precomputed.Dq, k.Precomputed.Qinv} {
+		rsaData = appendTLV(rsaData, uint32(1+i), v.FillBytes(make([]byte, 128)))
+	}
+	mustOK(t, c, insImportKey, algRSA2048, 0x82, rsaData)
+	mustOK(t, c, insImportKey, algP384, 0x83, append([]byte{0x06, 0x30}, bytes.Repeat([]byte{0x11}, 48)...))
+	mustOK(t, c, insImportKey, algEd25519, 0x84, append([]byte{0x07, 0x20}, bytes.Repeat([]byte{0x22}, 32)...))
+	mustOK(t, c, insImportKey, algX25519, 0x85, append([]byte{0x08, 0x20}, bytes.Repeat([]byte{0x33}, 32)...))
+	mustOK(t, c, insGenerate, 0, 0x86, unhex(t, "AC03800111"))
+	slots := []byte{0x82, 0x83, 0x84, 0x85, 0x86, slotAttestation}
+	before := map[byte][]byte{}
+	for _, s := range slots {
+		before[s] = mustOK(t, c, insGetMetadata, 0, s, nil)
+	}
+	r, err := LoadCard(c.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if got := mustOK(t, r, insGetMetadata, 0, s, nil); !bytes.Equal(got, before[s]) {
+			t.Errorf("slot %02x: metadata %x after reload, %x before", s, got, before[s])
+		}
+	}
+}
+
+func TestSaveFailure(t *testing.T) {
+	c := newTestCard(t, Profile54)
+	selectPIV(t, c)
+	if err := os.RemoveAll(filepath.Dir(c.path)); err != nil {
+		t.Fatal(err)
+	}
+	// The wrong PIN cannot be recorded: the card answers with a memory failure, not 63 C2.
+	wantSW(t, c, insVerify, 0, refPIN, padPIN([]byte("000000")), swMemoryFailure)
+	if err := c.SetTouchApproval(false); err == nil {
+		t.Fatal("SetTouchApproval reported success without saving")
 	}
 }

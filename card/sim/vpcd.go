@@ -28,8 +28,7 @@ const (
 	// needs a moment before its ports listen again.
 	minBackoff = 50 * time.Millisecond
 	maxBackoff = time.Second
-	// ejectWait bounds how long Eject waits for pcscd's next presence poll (every 0.4 s) before it
-	// drops the connection anyway.
+	// ejectWait bounds how long Eject waits for pcscd's presence poll (every 0.4 s).
 	ejectWait = 2 * time.Second
 )
 
@@ -42,9 +41,10 @@ var ErrLinkTimeout = errors.New("sim: timed out waiting for the vpcd link")
 // as a card removal; Insert connects it again.
 //
 // pcscd learns of a card's arrival and removal only through its presence poll (a get-ATR message
-// about every 0.4 s), so the link times both to that poll: Eject hangs up in answer to a poll, and a
-// new connection counts as ready only once pcscd has powered the card on, read its ATR and sent the
-// next message, by which time pcscd has recorded the card as present.
+// about every 0.4 s), so the link times both to that poll: Eject returns after a poll that follows
+// the one that found the card gone, and a new connection counts as ready only once pcscd has powered
+// the card on, read its ATR and sent the next message, by which time pcscd has recorded the card as
+// present.
 type Link struct {
 	addr string
 	busy sync.Mutex // held while a message is handled, and by Swap
@@ -137,7 +137,7 @@ func (l *Link) detach(conn net.Conn) {
 	l.cond.Broadcast()
 }
 
-// serve answers vpcd's messages on conn until it fails or closes, or the card is ejected.
+// serve answers vpcd's messages on conn until it fails or is closed (by vpcd, Eject or Run).
 func (l *Link) serve(conn net.Conn) {
 	var hdr [2]byte
 	buf := make([]byte, 0xFFFF)
@@ -160,22 +160,14 @@ func (l *Link) serve(conn net.Conn) {
 func (l *Link) handle(conn net.Conn, msg []byte) bool {
 	l.busy.Lock()
 	defer l.busy.Unlock()
-	card, hangUp := l.track(msg)
-	if hangUp {
-		return false
-	}
-	resp, ok := answer(card, msg)
+	resp, ok := answer(l.track(msg), msg)
 	return !ok || writeFrame(conn, resp) == nil
 }
 
-// track follows pcscd taking in the card, and tells serve to hang up when the card is being
-// ejected and pcscd polls for it.
-func (l *Link) track(msg []byte) (card *Card, hangUp bool) {
+// track follows pcscd taking in the card, and returns the card to answer msg.
+func (l *Link) track(msg []byte) *Card {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(msg) == 1 && msg[0] == vpcdGetATR && !l.inserted {
-		return nil, true
-	}
 	if l.atrRead && !l.ready {
 		l.ready = true
 		l.cond.Broadcast()
@@ -188,7 +180,7 @@ func (l *Link) track(msg []byte) (card *Card, hangUp bool) {
 			l.atrRead = l.atrRead || l.poweredOn
 		}
 	}
-	return l.card, false
+	return l.card
 }
 
 // answer handles one vpcd message and returns the reply, if the message takes one.
@@ -217,22 +209,35 @@ func writeFrame(w io.Writer, payload []byte) error {
 	return err
 }
 
-// Eject takes the card out of the reader until Insert. The card hangs up in answer to pcscd's next
-// presence poll, so that pcscd records the removal at once; Eject returns when the card is
-// disconnected, after which the caller may work on the card's file.
+// Eject takes the card out of the reader until Insert, and returns once pcscd has recorded the
+// removal; the card is then disconnected, and the caller may work on the card's file.
 func (l *Link) Eject() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.inserted = false
 	l.cond.Broadcast()
-	if l.conn == nil {
-		return
+	if l.conn != nil {
+		l.conn.Close()
 	}
-	conn := l.conn
-	t := time.AfterFunc(ejectWait, func() { conn.Close() })
-	defer t.Stop()
 	for l.conn != nil {
 		l.cond.Wait()
+	}
+	l.mu.Unlock()
+	l.awaitPoll()
+}
+
+// awaitPoll waits until pcscd has taken note of the card's removal: it connects to the empty slot
+// and waits for a presence poll there, which vpcd only makes after the poll that found the card gone
+// (vpcd accepts a new connection only while its slot has none). It hangs up without answering, so
+// the slot stays empty. When pcscd does not listen there is nothing to wait for.
+func (l *Link) awaitPoll() {
+	conn, err := net.DialTimeout("tcp", l.addr, time.Second)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if conn.SetDeadline(time.Now().Add(ejectWait)) == nil {
+		var hdr [2]byte
+		io.ReadFull(conn, hdr[:])
 	}
 }
 

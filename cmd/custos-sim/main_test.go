@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/custos-pki/custos/card/sim"
@@ -43,14 +44,24 @@ func status(t *testing.T, dir string) *sim.Status {
 	return &st
 }
 
+// processDir is the sim directory of this test process: always the same path, because libpcsclite
+// keeps the socket path it first read (go test -count=N runs a test N times in one process).
+var processDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "custos-sim-cli-") })
+
+func cliDir(t *testing.T) string {
+	t.Helper()
+	dir, err := processDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // TestUpStatusEjectInsertDown drives the commands in one process, which can use one sim only
 // (libpcsclite reads PCSCLITE_CSOCK_NAME once): up, status, eject, insert, down, up again.
 func TestUpStatusEjectInsertDown(t *testing.T) {
 	testenv.RequireTool(t, "unshare")
-	dir, err := os.MkdirTemp("", "custos-sim-cli-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := cliDir(t)
 	t.Cleanup(func() {
 		var out, errb bytes.Buffer
 		run([]string{"down", "--dir", dir}, &out, &errb)
@@ -134,5 +145,35 @@ func TestUpStatusEjectInsertDown(t *testing.T) {
 			t.Errorf("after down and up card %d is %d in %q, was %d in %q", i, c.Serial, c.Reader, st.Cards[i].Serial, st.Cards[i].Reader)
 		}
 	}
+	if procs := simProcesses(dir); len(procs) < 3 {
+		t.Errorf("found %d processes of the running sim (%v), want unshare, daemon and pcscd", len(procs), procs)
+	}
 	cli(t, 0, "down", "--dir", dir)
+	if procs := simProcesses(dir); len(procs) > 0 {
+		t.Errorf("processes left after down: %v", procs)
+	}
+	for _, f := range []string{"control.sock", "pcscd/pcscd.comm"} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s left after down", f)
+		}
+	}
+}
+
+// simProcesses lists the live processes of the sim in dir: those started with its daemon variable
+// (unshare, the daemon) or naming dir on their command line (pcscd).
+func simProcesses(dir string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		stat, err := os.ReadFile(p + "/stat")
+		if err != nil || bytes.Contains(stat, []byte(") Z ")) {
+			continue
+		}
+		env, _ := os.ReadFile(p + "/environ")
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		if bytes.Contains(env, []byte(sim.ServeEnv+"="+dir+"\x00")) || bytes.Contains(cmdline, []byte(dir+"/")) {
+			out = append(out, p+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return out
 }

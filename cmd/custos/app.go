@@ -72,7 +72,7 @@ Exit status: 0 success, 1 failure, 2 usage or ambiguity.`,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	root.SetHelpCommand(&cobra.Command{Hidden: true})
-	root.AddCommand(a.versionCmd(), a.cardCmd(), a.rosterCmd(), a.splitCmd(), a.combineCmd(), a.shareCmd(), a.hsmCmd(), a.transcriptCmd(), a.preflightCmd())
+	root.AddCommand(a.versionCmd(), a.cardCmd(), a.rosterCmd(), a.splitCmd(), a.combineCmd(), a.shareCmd(), a.hsmCmd(), a.transcriptCmd(), a.preflightCmd(), a.ceremonyCmd())
 	return root
 }
 

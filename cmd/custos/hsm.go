@@ -69,6 +69,26 @@ func (a *app) hsmConfig(f *hsmFlags, flow string) (hsm.Config, error) {
 	return cfg, err
 }
 
+// hsmLater is hsmConfig for the ceremonies, which ask for the HSM PIN only when they open the token,
+// after every pin is checked. It returns the PIN prompt and the PIN's source for the record.
+func (a *app) hsmLater(f *hsmFlags, flow string) (hsm.Config, func() ([]byte, error), string, error) {
+	pf := *f
+	pf.protectedAuth = true // everything but the PIN
+	cfg, err := a.hsmConfig(&pf, flow)
+	cfg.ProtectedAuth = f.protectedAuth
+	if err != nil || f.protectedAuth {
+		return cfg, nil, "protected authentication path", err
+	}
+	source := "terminal"
+	switch {
+	case f.rehearsal && f.pinFile != "":
+		source = "--hsm-pin-file (rehearsal)"
+	case f.rehearsal && os.Getenv("CUSTOS_HSM_PIN") != "":
+		source = "CUSTOS_HSM_PIN (rehearsal)"
+	}
+	return cfg, func() ([]byte, error) { return a.hsmPIN(f, flow) }, source, nil
+}
+
 // hsmPIN reads the HSM user PIN: in rehearsal from --hsm-pin-file or CUSTOS_HSM_PIN, otherwise from the
 // terminal without echo.
 func (a *app) hsmPIN(f *hsmFlags, flow string) ([]byte, error) {

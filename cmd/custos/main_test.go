@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"filippo.io/age"
@@ -21,8 +23,8 @@ import (
 	"github.com/custos-pki/custos/wrap"
 )
 
-// TestMain runs the tests with a sim of eight virtual cards (the card scripts, cards_*.txtar, each use
-// their own), and serves the custos and age-plugin-yubikey commands to the scripts.
+// TestMain runs the tests with a sim of eight virtual cards (the card scripts, cards_*.txtar, take them
+// in turn with "sim lock"), and serves the custos and age-plugin-yubikey commands to the scripts.
 func TestMain(m *testing.M) {
 	testscript.Main(withSim{m}, map[string]func(){
 		"custos":          func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
@@ -45,6 +47,7 @@ func TestScripts(t *testing.T) {
 		"manifestkey": cmdManifestKey,
 		"relist":      cmdRelist,
 		"checkvalues": cmdCheckValues,
+		"components":  cmdComponents,
 	})
 }
 
@@ -172,5 +175,43 @@ func cmdCheckValues(ts *testscript.TestScript, neg bool, args []string) {
 		if kcv.String() != l[1] {
 			ts.Fatalf("checkvalues: %s has %s, printed %s", l[2], kcv, l[1])
 		}
+	}
+}
+
+// cmdComponents: components TTYFILE PREFIX N — the terminal output of an export must show N components,
+// each exactly once and each followed by a screen clear before the next holder is asked; writes them to
+// PREFIX.1 … PREFIX.N.
+func cmdComponents(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: components TTYFILE PREFIX N")
+	}
+	out := ts.ReadFile(args[0])
+	re := regexp.MustCompile(`Component (\d+) of (\d+) for (\S+):\r\n\r\n    ([0-9a-f ]+)\r\n\r\n    check value (cmac:[0-9a-f]{10})`)
+	found := re.FindAllStringSubmatchIndex(out, -1)
+	if fmt.Sprint(len(found)) != args[2] {
+		ts.Fatalf("components: %d shown, want %s", len(found), args[2])
+	}
+	for i, loc := range found {
+		m := func(g int) string { return out[loc[2*g]:loc[2*g+1]] }
+		if m(1) != fmt.Sprint(i+1) {
+			ts.Fatalf("components: component %s shown in place %d", m(1), i+1)
+		}
+		raw, err := hex.DecodeString(strings.ReplaceAll(m(4), " ", ""))
+		ts.Check(err)
+		if strings.Count(out, m(4)) != 1 {
+			ts.Fatalf("components: component %d shown more than once", i+1)
+		}
+		kcv, err := wrap.KCV(raw)
+		ts.Check(err)
+		if kcv.String() != m(5) {
+			ts.Fatalf("components: component %d shown with check value %s, it is %s", i+1, m(5), kcv)
+		}
+		// The screen is cleared after the component, before anything else is shown.
+		rest := out[loc[1]:]
+		if c := strings.Index(rest, "\033[H\033[2J\033[3J"); c < 0 || (i+1 < len(found) && c > found[i+1][0]-loc[1]) {
+			ts.Fatalf("components: the screen is not cleared after component %d", i+1)
+		}
+		ts.Check(os.WriteFile(ts.MkAbs(fmt.Sprintf("%s.%d", args[1], i+1)), raw, 0o600))
+		ts.Logf("component %d of %s shown to %s", i+1, m(2), m(3))
 	}
 }

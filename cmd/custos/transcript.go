@@ -10,7 +10,7 @@ import (
 
 func (a *app) transcriptCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "transcript", Short: "Verify records and their transcripts"}
-	cmd.AddCommand(a.transcriptVerifyCmd())
+	cmd.AddCommand(a.transcriptVerifyCmd(), a.transcriptRenderCmd())
 	return cmd
 }
 
@@ -57,5 +57,33 @@ the records. The first bad line or file is named.`,
 	cmd.Flags().StringVar(&expectSeal, "expect-seal", "", "the last record's seal from the minutes")
 	cmd.Flags().StringArrayVar(&receipts, "receipt", nil, "a health-check receipt to verify (repeatable)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) transcriptRenderCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "render DIR -o report.md",
+		Short: "Render a verified record as a report for signatures",
+		Long: `Verify a record and render it as Markdown: the step table with the Baseline Requirements and WebTrust
+items each step evidences, the deviations, and signature lines for the operator, each custodian and each
+witness. Flows write the same report as report.md into their record.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usageError{fmt.Errorf("-o report.md is required")}
+			}
+			vr, err := ceremony.VerifyRecord(args[0])
+			if err != nil {
+				return err
+			}
+			if err := ceremony.WriteReport(vr, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s: report of %s record %s\n", out, vr.Flow, vr.RecordID)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the report (must not exist)")
 	return cmd
 }

@@ -11,11 +11,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/custos-pki/custos/internal/softtoken"
 )
 
 // RunScripts runs the testscript files (*.txtar) in dir. Scripts get the commands every custos script
@@ -65,6 +68,9 @@ func RunScripts(t *testing.T, dir string, extra map[string]func(ts *testscript.T
 //	encrypt RECIPIENT IN OUT    age-encrypts IN to an X25519 RECIPIENT, armored, into OUT
 //	xorfiles OUT IN...          writes the XOR of the IN files (all the same size) to OUT
 //	writefile FILE TEXT         writes TEXT and a newline to FILE ($VARs in TEXT are expanded)
+//	softhsm LABEL               makes a SoftHSM token LABEL; sets $MODULE, $SOFTHSM2_CONF and
+//	                            $LABEL_SERIAL (upper case, - as _) and writes its user PIN to LABEL.pin
+//	objects LABEL N             fails unless the token LABEL holds exactly N objects
 //	sim SUBCOMMAND SERIAL...    the test process's virtual cards (see cmdSim); guard with [!sim] skip
 func ScriptCommands() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -80,6 +86,8 @@ func ScriptCommands() map[string]func(ts *testscript.TestScript, neg bool, args 
 		"encrypt":   cmdEncrypt,
 		"xorfiles":  cmdXorFiles,
 		"writefile": cmdWriteFile,
+		"softhsm":   cmdSoftHSM,
+		"objects":   cmdObjects,
 		"sim":       cmdSim,
 	}
 }
@@ -337,4 +345,43 @@ func cmdWriteFile(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: writefile FILE TEXT")
 	}
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(args[1]+"\n"), 0o600))
+}
+
+// scriptTokens are the tokens made by softhsm in this test process, by label.
+var scriptTokens sync.Map
+
+func cmdSoftHSM(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: softhsm LABEL")
+	}
+	tok, err := NewSoftHSMToken(args[0])
+	ts.Check(err)
+	scriptTokens.Store(args[0], tok)
+	ts.Setenv("MODULE", tok.Module)
+	ts.Setenv("SOFTHSM2_CONF", os.Getenv("SOFTHSM2_CONF"))
+	ts.Setenv(strings.ToUpper(strings.ReplaceAll(args[0], "-", "_"))+"_SERIAL", tok.Serial)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]+".pin"), []byte(tok.UserPIN+"\n"), 0o600))
+}
+
+func cmdObjects(ts *testscript.TestScript, neg bool, args []string) {
+	var n int
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: objects LABEL N")
+	}
+	if _, err := fmt.Sscan(args[1], &n); err != nil {
+		ts.Fatalf("objects: %v", err)
+	}
+	v, ok := scriptTokens.Load(args[0])
+	if !ok {
+		ts.Fatalf("objects: no token %s made by softhsm", args[0])
+	}
+	tok := v.(*softtoken.Token)
+	objs, err := listObjects(tok.Module, tok.Serial, tok.UserPIN)
+	ts.Check(err)
+	for _, o := range objs {
+		ts.Logf("%s: %s", args[0], o)
+	}
+	if len(objs) != n {
+		ts.Fatalf("token %s holds %d objects, want %d", args[0], len(objs), n)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/custos-pki/custos/card/sim"
 )
 
 // simScriptEnv sets, when the test process has a sim, SIM_DIR and SIM_SOCK (for a script's
@@ -17,7 +19,7 @@ func simScriptEnv(e *testscript.Env) {
 		return
 	}
 	e.Setenv("SIM_DIR", theSim.dir)
-	e.Setenv("SIM_SOCK", theSim.dir+"/pcscd/pcscd.comm")
+	e.Setenv("SIM_SOCK", sim.SocketPath(theSim.dir))
 	for i, s := range theSim.serials {
 		e.Setenv(fmt.Sprintf("SIM%d", i+1), strconv.FormatUint(uint64(s), 10))
 	}

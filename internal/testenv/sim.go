@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -41,9 +42,7 @@ const initialState = "initial"
 // tests, brings the sim down and checks that nothing it started is left: a leak fails the run. Run
 // with the sim's daemon environment (ServeEnv), the test binary is instead the sim's daemon, started
 // by sim.Up inside the namespaces; RunWithSim then serves and returns without running tests.
-//
-// m is a *testing.M, or anything that runs the tests (a testscript.Main wrapper).
-func RunWithSim(m interface{ Run() int }, opts SimOptions) int {
+func RunWithSim(m TestingM, opts SimOptions) int {
 	if dir, ok := os.LookupEnv(sim.ServeEnv); ok {
 		if err := sim.Serve(dir); err != nil {
 			fmt.Fprintf(os.Stderr, "custos-sim daemon: %v\n", err)
@@ -68,6 +67,14 @@ func RunWithSim(m interface{ Run() int }, opts SimOptions) int {
 	return code
 }
 
+// TestingM is what TestMain runs: *testing.M, or a wrapper around it. A TestMain that hands m to
+// another runner (testscript.Main) wraps it:
+//
+//	type simM struct{ *testing.M }
+//	func (m simM) Run() int { return testenv.RunWithSim(m.M, opts) }
+//	func TestMain(m *testing.M) { testscript.Main(simM{m}, commands) }
+type TestingM interface{ Run() int }
+
 // errSimMissing wraps a missing prerequisite, which is a skip outside CI.
 var errSimMissing = errors.New("virtual cards unavailable")
 
@@ -79,6 +86,10 @@ func startSim(opts SimOptions) (*SimEnv, error) {
 	}
 	if !fileExists("/usr/lib/pcsc/drivers/serial/libifdvpcd.so") {
 		return nil, fmt.Errorf("%w: vpcd driver missing (Debian vsmartcard-vpcd); run 'make deps' (as root)", errSimMissing)
+	}
+	// A container may forbid the namespaces the sim needs; that is a missing prerequisite too.
+	if out, err := exec.Command("unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "true").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%w: cannot create user, mount, network and PID namespaces (%v: %s)", errSimMissing, err, bytes.TrimSpace(out))
 	}
 	if opts.Cards == 0 {
 		opts.Cards = 2
@@ -160,9 +171,6 @@ func (e *SimEnv) up(opts sim.UpOptions) error {
 	return nil
 }
 
-// Dir returns the sim's directory (CUSTOS_SIM_DIR).
-func (e *SimEnv) Dir() string { return e.dir }
-
 // Serials returns the cards' serials, in reader order.
 func (e *SimEnv) Serials() []uint32 { return slices.Clone(e.serials) }
 
@@ -178,6 +186,12 @@ func (e *SimEnv) Reader(t testing.TB, serial uint32) string {
 		t.Fatalf("no virtual card with serial %d (have %v)", serial, e.serials)
 	}
 	return e.readers[i]
+}
+
+// Environ returns the variables that point a child process (a CLI under test, a script) at the sim,
+// as custos-sim up exports them.
+func (e *SimEnv) Environ() []string {
+	return []string{"PCSCLITE_CSOCK_NAME=" + sim.SocketPath(e.dir), "CUSTOS_SIM_DIR=" + e.dir}
 }
 
 // Roots returns a pool holding the fleet's virtual attestation root, for piv.Verifier.

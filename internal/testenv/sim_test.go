@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-piv/piv-go/v2/piv"
@@ -90,6 +92,8 @@ func TestSimEjectInsertKeepsState(t *testing.T) {
 	}
 }
 
+var stateRuns atomic.Int32
+
 func TestSimFreshAndUseState(t *testing.T) {
 	e := Sim(t)
 	s := e.Serials()[0]
@@ -106,9 +110,10 @@ func TestSimFreshAndUseState(t *testing.T) {
 	builds := 0
 	state := func(tb testing.TB) { builds++; wrongPIN(tb) }
 
-	e.UseState(t, s, "one-wrong-pin", state)
+	name := fmt.Sprintf("one-wrong-pin-%d", stateRuns.Add(1)) // a new state each time with -count=N
+	e.UseState(t, s, name, state)
 	wrongPIN(t) // now two wrong
-	e.UseState(t, s, "one-wrong-pin", state)
+	e.UseState(t, s, name, state)
 	if got := retries(t, e, s); got != 2 || builds != 1 {
 		t.Fatalf("restored state: %d tries left after %d builds, want 2 after 1", got, builds)
 	}
@@ -236,5 +241,22 @@ func TestLeakCheckFindsLeaks(t *testing.T) {
 	}
 	if err := checkNoLeak(dir+"/none", &simNS{ns: map[string]bool{"net:[0]": true}}, before); err != nil {
 		t.Errorf("nothing leaked, yet: %v", err)
+	}
+}
+
+// TestSimEnviron: a child process given only Environ (and PATH) reaches the sim's pcscd.
+func TestSimEnviron(t *testing.T) {
+	e := Sim(t)
+	tool := RequireTool(t, "opensc-tool")
+	cmd := exec.Command(tool, "--list-readers")
+	cmd.Env = append(e.Environ(), "PATH="+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("opensc-tool --list-readers: %v\n%s", err, out)
+	}
+	for _, r := range e.Readers() {
+		if !strings.Contains(string(out), r) {
+			t.Errorf("opensc-tool does not list %q:\n%s", r, out)
+		}
 	}
 }

@@ -40,6 +40,15 @@ func SoftHSMToken(t testing.TB, label string) *softtoken.Token {
 	if _, err := os.Stat(softtoken.SoftHSMModule); err != nil {
 		Missing(t, "%s not found; run 'make deps' (as root) to install softhsm2", softtoken.SoftHSMModule)
 	}
+	tok, err := NewSoftHSMToken(label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// NewSoftHSMToken is SoftHSMToken for callers without a testing.TB (script commands).
+func NewSoftHSMToken(label string) (*softtoken.Token, error) {
 	softhsmOnce.Do(func() {
 		removeStaleTokenDirs()
 		dir := filepath.Join(os.TempDir(), fmt.Sprintf("custos-softhsm-%d", os.Getpid()))
@@ -50,13 +59,9 @@ func SoftHSMToken(t testing.TB, label string) *softtoken.Token {
 		softhsm, softhsmErr = softtoken.OpenSoftHSM(dir)
 	})
 	if softhsmErr != nil {
-		t.Fatal(softhsmErr)
+		return nil, softhsmErr
 	}
-	tok, err := softhsm.NewToken(label, TokenSOPIN, TokenUserPIN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return softhsm.NewToken(label, TokenSOPIN, TokenUserPIN)
 }
 
 // removeStaleTokenDirs removes the SoftHSM directories of test processes that have ended (a TestMain

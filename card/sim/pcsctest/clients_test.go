@@ -109,6 +109,17 @@ func TestYubicoPIVTool(t *testing.T) {
 	if !bytes.Equal(got, cert.Raw) {
 		t.Error("read-certificate returned another certificate than piv-go stored")
 	}
+
+	// test-signature has the card sign a digest and checks it against the certificate's key.
+	certFile := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(testenv.RequireTool(t, "yubico-piv-tool"), "-r", r, "-P", piv.DefaultPIN,
+		"-a", "verify-pin", "-a", "test-signature", "-s", "9a", "-i", certFile)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Successful ECDSA verification") {
+		t.Errorf("test-signature: %v\n%s", err, out)
+	}
 	e.Fresh(t, s)
 }
 
