@@ -157,25 +157,21 @@ func (s *Selector) present(want []Expected, max int) ([]*Card, error) {
 	return out, nil
 }
 
-// oneReader asks for the cards one after another in the only reader.
+// oneReader asks for the cards one after another, waiting for each in turn (in whatever reader it is
+// put: an operator with one reader takes each card out before the next comes in).
 func (s *Selector) oneReader(want []Expected, fn func(c *Card, e Expected) (bool, error)) error {
 	if s.CardTimeout <= 0 {
-		return fmt.Errorf("card: %w: --one-reader needs --card-timeout", ErrAmbiguous)
+		return fmt.Errorf("card: %w: --one-reader needs a positive --card-timeout", ErrAmbiguous)
 	}
-	readers, err := s.Env.Readers()
-	if err != nil {
-		return err
-	}
-	if len(readers) != 1 {
-		return fmt.Errorf("card: %w: --one-reader needs exactly one reader, found %d", ErrAmbiguous, len(readers))
-	}
-	reader := readers[0]
 	for _, e := range want {
-		s.Message(fmt.Sprintf("Insert %s's YubiKey (serial %d) into %q; waiting %v.", e.Name, e.Serial, reader, s.CardTimeout))
-		c, err := waitCard(reader, e.Serial, s.CardTimeout)
+		s.Message(fmt.Sprintf("Insert %s's YubiKey (serial %d); waiting %v.", e.Name, e.Serial, s.CardTimeout))
+		c, err := s.waitCard(e.Serial)
 		if err != nil {
-			s.Message(fmt.Sprintf("%v; going on without %s.", err, e.Name))
-			continue
+			if errors.Is(err, ErrCardNotFound) {
+				s.Message(fmt.Sprintf("%v; going on without %s.", err, e.Name))
+				continue
+			}
+			return err
 		}
 		more, err := fn(c, e)
 		if cerr := c.Close(); err == nil && cerr != nil {
@@ -188,47 +184,59 @@ func (s *Selector) oneReader(want []Expected, fn func(c *Card, e Expected) (bool
 			return nil
 		}
 		s.Message(fmt.Sprintf("Remove YubiKey %d.", e.Serial))
-		waitRemoved(reader, e.Serial, s.CardTimeout)
+		s.waitRemoved(e.Serial)
 	}
 	return nil
 }
 
-// pollInterval is how often a waiting command looks at its reader.
+// pollInterval is how often a waiting command looks at the readers.
 const pollInterval = 250 * time.Millisecond
 
-// waitCard waits until the card with this serial is in the reader, and opens it.
-func waitCard(reader string, serial uint32, timeout time.Duration) (*Card, error) {
-	deadline := time.Now().Add(timeout)
+// waitCard waits, at most CardTimeout, until the card with this serial is in a reader, and opens it.
+func (s *Selector) waitCard(serial uint32) (*Card, error) {
+	deadline := time.Now().Add(s.CardTimeout)
 	for {
-		c, err := Open(reader)
-		if err == nil && c.serial == serial {
-			return c, nil
-		}
-		if err == nil {
-			c.Close()
+		c, err := s.find(serial)
+		if c != nil || err != nil {
+			return c, err
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("card: %w: YubiKey %d did not arrive in %v", ErrCardNotFound, serial, timeout)
+			return nil, fmt.Errorf("card: %w: YubiKey %d did not arrive within %v", ErrCardNotFound, serial, s.CardTimeout)
 		}
 		time.Sleep(pollInterval)
 	}
 }
 
-// waitRemoved waits, at most timeout, until the card with this serial has left the reader.
-func waitRemoved(reader string, serial uint32, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
+// waitRemoved waits, at most CardTimeout, until the card with this serial has left its reader.
+func (s *Selector) waitRemoved(serial uint32) {
+	deadline := time.Now().Add(s.CardTimeout)
 	for time.Now().Before(deadline) {
-		c, err := Open(reader)
-		if err != nil {
+		c, err := s.find(serial)
+		if c == nil || err != nil {
 			return
 		}
-		gone := c.serial != serial
 		c.Close()
-		if gone {
-			return
-		}
 		time.Sleep(pollInterval)
 	}
+}
+
+// find opens the card with this serial if it is in a reader; nil if not.
+func (s *Selector) find(serial uint32) (*Card, error) {
+	readers, err := s.Env.Readers()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range readers {
+		c, err := Open(r)
+		if err != nil {
+			continue
+		}
+		if c.serial == serial {
+			return c, nil
+		}
+		c.Close()
+	}
+	return nil, nil
 }
 
 func expectedList(want []Expected) string {
