@@ -59,25 +59,14 @@ func (p *pluginOpener) open(stub Stub, ui PluginUI) (OpenedSlot, error) {
 
 // find opens the card with this serial, asking for it once when it is not present.
 func (p *pluginOpener) find(serial uint32, ui PluginUI) (*Card, error) {
+	s := &Selector{Env: p.env}
 	for attempt := 0; ; attempt++ {
-		readers, err := p.env.Readers()
-		if err != nil {
-			return nil, err
-		}
-		var seen []uint32
-		for _, r := range readers {
-			c, err := Open(r)
-			if err != nil {
-				continue
-			}
-			if c.serial == serial {
-				return c, nil
-			}
-			seen = append(seen, c.serial)
-			c.Close()
+		c, err := s.find(serial)
+		if c != nil || err != nil {
+			return c, err
 		}
 		if attempt > 0 {
-			return nil, fmt.Errorf("%w: YubiKey %d is not present (present: %s)", ErrCardNotFound, serial, serialList(seen))
+			return nil, fmt.Errorf("%w: YubiKey %d is not present", ErrCardNotFound, serial)
 		}
 		ok, err := ui.Confirm(fmt.Sprintf("Please insert YubiKey with serial %d", serial), "YubiKey is plugged in", "Skip this YubiKey")
 		if err != nil || !ok {
@@ -113,9 +102,8 @@ func (c *Card) pluginSlot(slot Slot, ui PluginUI) (*openedSlot, error) {
 	}
 	pin, touch := PINOnce, TouchAlways
 	var pp PINPolicy
-	if pp.UnmarshalText([]byte(st.PINPolicy)) == nil {
-		var tp TouchPolicy
-		tp.UnmarshalText([]byte(st.TouchPolicy))
+	var tp TouchPolicy
+	if pp.UnmarshalText([]byte(st.PINPolicy)) == nil && tp.UnmarshalText([]byte(st.TouchPolicy)) == nil {
 		pin, touch = pp, tp
 	} else if st.cert != nil {
 		pin, touch = certPolicy(st.cert, pin, touch)
