@@ -9,7 +9,9 @@ import (
 // Expected is what a roster or manifest pins about a custodian's card: the card it must be, and its
 // two attested keys.
 type Expected struct {
-	Name           string
+	Name string
+	// Recipient is the decryption key's age1yubikey1… recipient.
+	Recipient      string
 	Serial         uint32
 	DecryptionSlot Slot
 	SigningSlot    Slot
@@ -22,7 +24,7 @@ type Expected struct {
 // ExpectedFromRecord returns what a verified custodian record pins.
 func ExpectedFromRecord(r *Record) Expected {
 	return Expected{
-		Name: r.Name, Serial: r.Serial, DecryptionSlot: r.Decryption.Slot, SigningSlot: r.Signing.Slot,
+		Name: r.Name, Recipient: r.Recipient, Serial: r.Serial, DecryptionSlot: r.Decryption.Slot, SigningSlot: r.Signing.Slot,
 		DecryptionKey: r.Decryption.PublicKey, SigningKey: r.Signing.PublicKey,
 		PINPolicy: r.Decryption.PINPolicy, TouchPolicy: r.Decryption.TouchPolicy,
 	}
@@ -58,9 +60,19 @@ func ExpectedFromCardInfo(name string, ci *shares.CardInfo) (Expected, error) {
 	if !e.DecryptionSlot.Retired() {
 		return Expected{}, fmt.Errorf("card: manifest entry of %q: decryption slot %v is not a retired slot", name, e.DecryptionSlot)
 	}
-	if _, err := parseP256SPKI(e.DecryptionKey); err != nil {
+	dec, err := parseP256SPKI(e.DecryptionKey)
+	if err != nil {
 		return Expected{}, fmt.Errorf("card: manifest entry of %q: decryption key: %v", name, err)
 	}
+	pub, err := dec.ECDH()
+	if err != nil {
+		return Expected{}, fmt.Errorf("card: manifest entry of %q: decryption key: %v", name, err)
+	}
+	r, err := NewRecipient(pub)
+	if err != nil {
+		return Expected{}, err
+	}
+	e.Recipient = r.String()
 	if _, err := parseP256SPKI(e.SigningKey); err != nil {
 		return Expected{}, fmt.Errorf("card: manifest entry of %q: signing key: %v", name, err)
 	}

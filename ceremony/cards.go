@@ -69,7 +69,7 @@ func cardKey(co CardOptions, c *card.Card, e card.Expected, flow, record, purpos
 	if err != nil {
 		return presentKey{}, err
 	}
-	return presentKey{name: e.Name, identity: id, signer: c.Signer(e), source: fmt.Sprintf("card %d", e.Serial)}, nil
+	return presentKey{name: e.Name, recipient: e.Recipient, identity: id, signer: c.Signer(e), source: fmt.Sprintf("card %d", e.Serial)}, nil
 }
 
 // holdCards opens the present cards of want all at once and proves each one's liveness; the keys it
@@ -122,7 +122,7 @@ func cardShares(co CardOptions, lm *loadedManifest, have []presentKey) ([]presen
 			return false, err
 		}
 		env.Wipe()
-		k.identity, k.recipient = rec, e.Recipient
+		k.identity = rec
 		out = append(out, k)
 		return len(have)+len(out) < lm.Threshold, nil
 	})
