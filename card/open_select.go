@@ -117,9 +117,9 @@ func (s *Selector) present(want []Expected, max int) ([]*Card, error) {
 	}
 	n := 0
 	for _, r := range readers {
-		c, err := Open(r)
-		if err != nil {
-			continue // an empty reader, or a card that is not a YubiKey
+		c := openPresent(r)
+		if c == nil {
+			continue
 		}
 		i := slices.IndexFunc(want, func(e Expected) bool { return e.Serial == c.serial })
 		switch {
@@ -174,17 +174,12 @@ func (s *Selector) oneReader(want []Expected, fn func(c *Card, e Expected) (bool
 			return err
 		}
 		more, err := fn(c, e)
-		if cerr := c.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-		if err != nil {
+		if err != nil || !more {
+			c.Close()
 			return err
 		}
-		if !more {
-			return nil
-		}
 		s.Message(fmt.Sprintf("Remove YubiKey %d.", e.Serial))
-		s.waitRemoved(e.Serial)
+		s.waitRemoved(c)
 	}
 	return nil
 }
@@ -207,17 +202,30 @@ func (s *Selector) waitCard(serial uint32) (*Card, error) {
 	}
 }
 
-// waitRemoved waits, at most CardTimeout, until the card with this serial has left its reader.
-func (s *Selector) waitRemoved(serial uint32) {
+// waitRemoved closes the card and waits, at most CardTimeout, until pcscd no longer sees a card in
+// its reader.
+func (s *Selector) waitRemoved(c *Card) {
+	c.Close()
 	deadline := time.Now().Add(s.CardTimeout)
 	for time.Now().Before(deadline) {
-		c, err := s.find(serial)
-		if c == nil || err != nil {
+		if present, err := cardPresent(c.reader); err != nil || !present {
 			return
 		}
-		c.Close()
 		time.Sleep(pollInterval)
 	}
+}
+
+// openPresent opens the card in a reader where pcscd sees one; nil for an empty reader, or a card that
+// is not a YubiKey.
+func openPresent(reader string) *Card {
+	if present, err := cardPresent(reader); err != nil || !present {
+		return nil
+	}
+	c, err := Open(reader)
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // find opens the card with this serial if it is in a reader; nil if not.
@@ -227,8 +235,8 @@ func (s *Selector) find(serial uint32) (*Card, error) {
 		return nil, err
 	}
 	for _, r := range readers {
-		c, err := Open(r)
-		if err != nil {
+		c := openPresent(r)
+		if c == nil {
 			continue
 		}
 		if c.serial == serial {
@@ -271,8 +279,8 @@ func (s *Selector) OpenOne() (*Card, error) {
 	var found *Card
 	var serials []uint32
 	for _, r := range readers {
-		c, err := Open(r)
-		if err != nil {
+		c := openPresent(r)
+		if c == nil {
 			continue
 		}
 		serials = append(serials, c.serial)
