@@ -124,6 +124,13 @@ func TestEnrollNeverDestroys(t *testing.T) {
 	if c.yk.VerifyPIN(DefaultPIN) != nil {
 		t.Error("the refusal changed the 5.2 card's PIN")
 	}
+	rec, err = Enroll(c, opts(0, true, &testUI{pin: DefaultPIN}))
+	if err != nil {
+		t.Fatalf("5.2 card with --force: %v", err)
+	}
+	if rec.Firmware[1] != 2 || rec.Decryption.Slot != 0x82 {
+		t.Errorf("5.2 record: firmware %v, slot %v", rec.Firmware, rec.Decryption.Slot)
+	}
 }
 
 func stringsHave(s string, subs ...string) bool {

@@ -7,6 +7,7 @@ package card
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/go-piv/piv-go/v2/piv"
 )
@@ -56,7 +57,7 @@ func (c *Card) pinTries() (int, error) {
 	if errors.As(err, &ae) {
 		return ae.Retries, nil
 	}
-	if c.pinVerified {
+	if c.pinVerified || strings.HasPrefix(err.Error(), "expected error code") {
 		// piv-go reports an empty VERIFY that succeeds (the PIN is verified) as an error without status.
 		return -1, nil
 	}
