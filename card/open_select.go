@@ -22,7 +22,7 @@ type Selector struct {
 	Env Env
 	// Serials are the cards chosen with --serial; empty for every present card the command expects.
 	Serials []uint32
-	// OneReader asks for the cards one after another in the only reader, waiting CardTimeout for each.
+	// OneReader asks for the cards one after another, waiting CardTimeout for each.
 	OneReader   bool
 	CardTimeout time.Duration
 	// Message tells the operator what to do (insert or remove a card).
@@ -34,13 +34,9 @@ type Selector struct {
 // positive; more present is ambiguous. fn returns more == false to stop early. A chosen card that is
 // not one of want's is refused, naming its serial and the expected ones.
 func (s *Selector) Each(want []Expected, max int, fn func(c *Card, e Expected) (more bool, err error)) error {
-	for _, serial := range s.Serials {
-		if !slices.ContainsFunc(want, func(e Expected) bool { return e.Serial == serial }) {
-			return fmt.Errorf("card: YubiKey %d is not a card of this record; expected %s", serial, expectedList(want))
-		}
-	}
-	if len(s.Serials) > 0 {
-		want = slices.DeleteFunc(slices.Clone(want), func(e Expected) bool { return !slices.Contains(s.Serials, e.Serial) })
+	want, err := s.chosen(want)
+	if err != nil {
+		return err
 	}
 	if max > 0 && len(s.Serials) > max {
 		return fmt.Errorf("card: %w: %d cards chosen with --serial, this command uses %d", ErrAmbiguous, len(s.Serials), max)
@@ -83,20 +79,33 @@ func (s *Selector) Hold(want []Expected) ([]*Card, error) {
 	if s.OneReader {
 		return nil, fmt.Errorf("card: %w: this step needs the cards together, not --one-reader", ErrAmbiguous)
 	}
+	chosen, err := s.chosen(want)
+	if err != nil {
+		return nil, err
+	}
+	cards, err := s.present(chosen, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Card, len(want))
+	for i, c := range cards {
+		out[slices.IndexFunc(want, func(e Expected) bool { return e.Serial == chosen[i].Serial })] = c
+	}
+	return out, nil
+}
+
+// chosen returns the custodians of want chosen with --serial (all of want without --serial), refusing a
+// chosen card that is not one of want's, naming its serial and the expected ones.
+func (s *Selector) chosen(want []Expected) ([]Expected, error) {
 	for _, serial := range s.Serials {
 		if !slices.ContainsFunc(want, func(e Expected) bool { return e.Serial == serial }) {
 			return nil, fmt.Errorf("card: YubiKey %d is not a card of this record; expected %s", serial, expectedList(want))
 		}
 	}
-	if len(s.Serials) > 0 {
-		want = slices.Clone(want)
-		for i, e := range want {
-			if !slices.Contains(s.Serials, e.Serial) {
-				want[i].Serial = 0 // not chosen: matches no card
-			}
-		}
+	if len(s.Serials) == 0 {
+		return want, nil
 	}
-	return s.present(want, 0)
+	return slices.DeleteFunc(slices.Clone(want), func(e Expected) bool { return !slices.Contains(s.Serials, e.Serial) }), nil
 }
 
 // present opens every card present and returns, in want's order, those want names (nil where absent).
