@@ -343,7 +343,7 @@ func (a *adoption) components(context.Context) error {
 		}
 		if !ok {
 			clear(c.Value)
-			return fmt.Errorf("component %d of %d does not match its check value %s; check the envelope and enter it again", i, a.o.Components, c.Check)
+			return fmt.Errorf("component %d of %d does not match its check value %s; check the envelope and start the adoption again", i, a.o.Components, c.Check)
 		}
 		if a.legacy == nil {
 			a.legacy = make([]byte, len(c.Value))

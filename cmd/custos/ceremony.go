@@ -17,7 +17,7 @@ import (
 
 func (a *app) ceremonyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ceremony", Short: "The CA key ceremonies: generate and import"}
-	cmd.AddCommand(a.generateCmd(), a.importCmd(), a.reshareCmd(), a.rekeyCmd(), a.exportCmd())
+	cmd.AddCommand(a.generateCmd(), a.importCmd(), a.reshareCmd(), a.rekeyCmd(), a.exportCmd(), a.adoptCmd())
 	return cmd
 }
 
