@@ -182,8 +182,12 @@ then a witness confirms the destruction of each envelope. Components come from t
 			if f.asJSON {
 				return a.printJSON(res)
 			}
-			fmt.Fprintf(a.stdout, "adopted CA key %s as ceremony %s in %s (unwrapped in the %s)\nroster sha256   %s\nmanifest key    %s\nKEK check value %s\nseal            %s\n",
-				res.CAFingerprint, res.CeremonyID, res.Dir, res.Unwrapped, res.RosterSHA256, res.ManifestKey, res.KEKCheck, res.Seal)
+			where := "in the token"
+			if res.Unwrapped == "host" {
+				where = "on the host"
+			}
+			fmt.Fprintf(a.stdout, "adopted CA key %s as ceremony %s in %s (unwrapped %s)\nroster sha256   %s\nmanifest key    %s\nKEK check value %s\nseal            %s\n",
+				res.CAFingerprint, res.CeremonyID, res.Dir, where, res.RosterSHA256, res.ManifestKey, res.KEKCheck, res.Seal)
 			for _, d := range res.Deviations {
 				fmt.Fprintf(a.stdout, "deviation: %s\n", d)
 			}
