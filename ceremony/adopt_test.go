@@ -299,3 +299,42 @@ func TestParseComponent(t *testing.T) {
 		}
 	}
 }
+
+// TestAdoptAbortsCleanly: a failure at any step before the envelopes are destroyed leaves the token
+// empty and a sealed, aborted record without wrapped key, shares or manifest, and no envelope is
+// reported destroyed.
+func TestAdoptAbortsCleanly(t *testing.T) {
+	l := newLegacyCA(t)
+	dir := t.TempDir()
+	tok := testenv.SoftHSMToken(t, "adopt-abort")
+	roster, _, ids := freshSoftwareRoster(t, dir, "x", 2, 2)
+	boom := errors.New("injected failure")
+	for _, at := range []string{"kek", "adopt", "trial-import/prove", "check-round", "manifest"} {
+		out := filepath.Join(dir, strings.ReplaceAll(at, "/", "-"))
+		o, _, w := l.options(t, tok, roster, ids, out)
+		o.AfterStep = func(s string) error {
+			if s == at {
+				return boom
+			}
+			return nil
+		}
+		if _, err := Adopt(context.Background(), o); !errors.Is(err, boom) {
+			t.Fatalf("%s: %v", at, err)
+		}
+		vr, err := VerifyRecord(out)
+		if step, _, _ := strings.Cut(at, "/"); err != nil || vr.Outcome != OutcomeAborted || vr.Body.Where != step {
+			t.Fatalf("%s: record %v", at, err)
+		}
+		for _, rel := range []string{"ca-key.wrapped", "manifest.json", "shares"} {
+			if _, err := os.Stat(filepath.Join(out, rel)); !os.IsNotExist(err) {
+				t.Errorf("%s: the aborted record holds %s", at, rel)
+			}
+		}
+		if len(w.confirmed) != 0 {
+			t.Errorf("%s: envelopes destroyed: %q", at, w.confirmed)
+		}
+		if objs := testenv.ListObjects(t, tok.Module, tok.Serial, tok.UserPIN); len(objs) != 0 {
+			t.Fatalf("%s: the token keeps %v", at, objs)
+		}
+	}
+}

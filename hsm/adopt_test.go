@@ -6,7 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/custos-pki/custos/hsm"
@@ -14,7 +18,7 @@ import (
 	"github.com/custos-pki/custos/wrap"
 )
 
-// TestAdopt: a legacy RFC 5649 blob of a P-256 CA key under an AES-128 or AES-256 legacy key is
+// TestAdopt: a legacy RFC 5649 blob of a P-256 CA key under an AES-128, -192 or -256 legacy key is
 // unwrapped in the token, proven against the CA public key and re-wrapped under a new KEK; the new file
 // opens in software to the CA key, the legacy key does not open it, and the token keeps nothing. A blob
 // of another key is refused as not proven, and a wrong legacy key fails at the unwrap; neither leaves
@@ -31,12 +35,9 @@ func TestAdopt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, size := range []int{16, 32} {
+	for _, size := range []int{16, 24, 32} {
 		legacy, newKEK := randKey(size), randKey(32)
-		blob, err := wrap.Wrap(legacy, der)
-		if err != nil {
-			t.Fatal(err)
-		}
+		blob := legacyKWP(t, legacy, der)
 		req := hsm.AdoptRequest{LegacyKey: legacy, Blob: blob, NewKEK: newKEK, CAPublic: ca.Public(), Probe: probe,
 			RecordID: "test", ManifestKey: "SHA256:test"}
 		res, err := s.Adopt(context.Background(), req)
@@ -52,7 +53,7 @@ func TestAdopt(t *testing.T) {
 		if _, err := res.File.Marshal(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := wrap.Unwrap(legacy, res.File.Blob); err == nil && size == 32 {
+		if _, err := wrap.Unwrap(legacy, res.File.Blob); err == nil {
 			t.Fatal("the legacy key opens the new blob")
 		}
 		requireNoObjects(t, tok)
@@ -97,6 +98,29 @@ func TestAdoptRefusesAnotherKey(t *testing.T) {
 		t.Fatalf("got %v, want %v", err, hsm.ErrNotProven)
 	}
 	requireNoObjects(t, tok)
+}
+
+// legacyKWP wraps der under key with RFC 5649: tink-go for AES-128 and -256, OpenSSL for AES-192, which
+// tink-go does not do.
+func legacyKWP(t *testing.T, key, der []byte) []byte {
+	t.Helper()
+	if len(key) != 24 {
+		b, err := wrap.Wrap(key, der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	openssl := testenv.RequireTool(t, "openssl")
+	in := filepath.Join(t.TempDir(), "ca.p8")
+	if err := os.WriteFile(in, der, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := exec.Command(openssl, "enc", "-id-aes192-wrap-pad", "-K", hex.EncodeToString(key), "-iv", "A65959A6", "-in", in).Output()
+	if err != nil {
+		t.Fatalf("openssl: %v", err)
+	}
+	return b
 }
 
 func randKey(n int) []byte {

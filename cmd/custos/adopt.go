@@ -98,11 +98,11 @@ func (f *fileComponents) Component(i, n int) (ceremony.LegacyComponent, error) {
 	if c.Value, err = ceremony.ParseComponent(l[:sp]); err != nil {
 		return c, fmt.Errorf("%s: component %d: %w", f.path, i, err)
 	}
-	if i == n {
-		clear(f.raw)
-	}
 	return c, nil
 }
+
+// wipe clears the file's bytes once the adoption is over.
+func (f *fileComponents) wipe() { clear(f.raw) }
 
 func (a *app) adoptCmd() *cobra.Command {
 	var (
@@ -158,6 +158,7 @@ then a witness confirms the destruction of each envelope. Components come from t
 				if err != nil {
 					return err
 				}
+				defer src.wipe()
 				o.Source, o.ComponentsSource = src, "--components-file (rehearsal)"
 			} else {
 				tty, err := a.openTTY()
