@@ -122,27 +122,12 @@ func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error)
 	if err := im.event("preflight", Actor{Role: "custos"}, pf.Facts()); err != nil {
 		return nil, err
 	}
-	for _, st := range []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"pins", im.pins}, {"record", im.record}, {"token", im.token}, {"quorum", im.quorum}, {"combine", im.combine}, {"import", im.importKey},
-	} {
-		im.step = st.name
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if err := st.run(ctx); err != nil {
-			return nil, err
-		}
+	if err := im.steps(ctx, step{"pins", im.pins}, step{"record", im.record}, step{"token", im.token}, step{"quorum", im.quorum},
+		step{"combine", im.combine}, step{"import", im.importKey}); err != nil {
+		return nil, err
 	}
 	im.step = "seal"
-	signers := []Signer{ManifestKeySigner(im.mkey)}
-	for _, k := range im.keys {
-		if k.signer != nil {
-			signers = append(signers, k.signer)
-		}
-	}
+	signers := sealSigners(im.mkey, im.keys)
 	seal, err := im.seal(SealBody{Generation: im.m.Generation, Outcome: OutcomeSuccess}, signers...)
 	if err != nil {
 		return nil, err

@@ -222,7 +222,7 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 		return nil, err
 	}
 	g.step = "seal"
-	seal, err := g.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, append([]Signer{ManifestKeySigner(newMKey)}, g.cardSigners()...)...)
+	seal, err := g.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, sealSigners(newMKey, g.quorum, g.newKeys)...)
 	if err != nil {
 		return nil, err
 	}
