@@ -73,7 +73,7 @@ type RekeyResult struct {
 
 // RekeySteps are the steps of a rekey.
 var RekeySteps = concat(
-	[]string{"preflight", "pins", "record", "witness", "quorum", "combine", "token", "kek", "rewrap", "software-check"},
+	[]string{"preflight", "pins", "record", "witness", "token", "quorum", "combine", "kek", "rewrap", "software-check"},
 	prefixed("trial-import", hsm.ImportSteps),
 	[]string{"split", "check-round", "manifest", "handover", "supersede", "minutes", "seal"},
 )
@@ -120,17 +120,6 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 		"ca.pub.pem", "ca.crt.pem"); err != nil {
 		return nil, err
 	}
-	if oldKEK, oldMKey, err = g.rebuild(ctx); err != nil {
-		return nil, err
-	}
-	oldFile, caPub, err := g.loadWrapped()
-	if err != nil {
-		return nil, err
-	}
-	if !oldFile.KEKCheck.Matches(oldKEK) {
-		return nil, fmt.Errorf("the rebuilt KEK does not match the wrapped key's check value %s", oldFile.KEKCheck)
-	}
-
 	g.step = "token"
 	if sess, err = openToken(ctx, o.HSM, o.HSMPIN, o.Rehearsal); err != nil {
 		return nil, err
@@ -141,6 +130,16 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 	}
 	if err := g.event("token", Actor{Role: "hsm", Name: sess.Token.Label}, Facts{"token": sess.Token, "probe": probe, "pin_source": o.HSMPINSource}); err != nil {
 		return nil, err
+	}
+	if oldKEK, oldMKey, err = g.rebuild(ctx); err != nil {
+		return nil, err
+	}
+	oldFile, caPub, err := g.loadWrapped()
+	if err != nil {
+		return nil, err
+	}
+	if !oldFile.KEKCheck.Matches(oldKEK) {
+		return nil, fmt.Errorf("the rebuilt KEK does not match the wrapped key's check value %s", oldFile.KEKCheck)
 	}
 	g.step = "kek"
 	if newKEK, err = g.freshKEK(sess); err != nil {
@@ -223,7 +222,7 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 		return nil, err
 	}
 	g.step = "seal"
-	seal, err := g.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, append([]Signer{ManifestKeySigner(newMKey)}, g.cardSigners()...)...)
+	seal, err := g.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, sealSigners(newMKey, g.quorum, g.newKeys)...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,7 @@
-// Package docs holds custos's documentation. Its only code is this test, which keeps format.md true:
+// Package docs holds custos's documentation. Its only code is tests. This one keeps format.md true:
 // the key-rebuilding recipe runs on a real split with the real age CLI, the test vectors and byte
 // layouts match the code, every member table matches what the code writes, and every format version
-// string is documented.
+// string is documented. webtrust_test.go keeps webtrust.md and threat-model.md honest.
 package docs
 
 import (

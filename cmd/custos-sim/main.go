@@ -58,7 +58,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(upCmd(), statusCmd(), cardCmd("eject"), cardCmd("insert"), downCmd())
+	root.AddCommand(upCmd(), statusCmd(), cardCmd("eject"), cardCmd("insert"), downCmd(), rehearseCmd(), ockExecCmd())
 	return root
 }
 
