@@ -89,7 +89,7 @@ type AdoptResult struct {
 
 // AdoptSteps are the steps of an adoption.
 var AdoptSteps = concat(
-	[]string{"preflight", "pins", "legacy", "witness", "components", "legacy-key", "legacy-mac", "token", "kek", "adopt", "software-check"},
+	[]string{"preflight", "pins", "legacy", "witness", "token", "components", "legacy-key", "legacy-mac", "kek", "adopt", "software-check"},
 	prefixed("trial-import", hsm.ImportSteps),
 	[]string{"split", "check-round", "manifest", "envelopes", "minutes", "seal"},
 )
@@ -122,14 +122,14 @@ type adoption struct {
 
 // Adopt takes over a CA key from the paper procedure: a legacy AES key held as XOR components in
 // envelopes, and the CA key exported wrapped under it. Pins first (roster, module, token); each new
-// custodian witnessed; each component entered and confirmed by its own check value before the next is
-// asked for; the whole key's check value; the blob's HMAC, if given, before anything else uses the blob;
-// the blob unwrapped in the token (or on the host with AllowHostUnwrap, a recorded deviation) and proven
-// to hold the key of the CA certificate before anything is written to the new record; then, because
-// people saw the legacy key, a rekey: a fresh KEK (HSM random XOR OS random), the CA key re-wrapped under
-// it, a trial import with proof of possession, new shares and their check round, a signed manifest of
-// generation 1 of a new ceremony; only then each envelope's destruction witnessed. The legacy key and its
-// components are wiped.
+// custodian witnessed; the token opened before any secret is entered; each component entered and
+// confirmed by its own check value before the next is asked for; the whole key's check value; the
+// blob's HMAC, if given, before anything else uses the blob; the blob unwrapped in the token (or on the
+// host with AllowHostUnwrap, a recorded deviation) and proven to hold the key of the CA certificate
+// before anything but the transcript is written to the new record; then, because people saw the legacy
+// key, a rekey: a fresh KEK (HSM random XOR OS random), the CA key re-wrapped under it, a trial import
+// with proof of possession, new shares and their check round, a signed manifest of generation 1 of a new
+// ceremony; only then each envelope's destruction witnessed. The legacy key and its components are wiped.
 func Adopt(ctx context.Context, o AdoptOptions) (res *AdoptResult, err error) {
 	defer clear(o.HSM.PIN)
 	if o.Preflight == nil || o.Prompter == nil || o.Source == nil {
@@ -188,25 +188,14 @@ func Adopt(ctx context.Context, o AdoptOptions) (res *AdoptResult, err error) {
 	if err := a.event("preflight", Actor{Role: "custos"}, o.Preflight.Facts()); err != nil {
 		return nil, err
 	}
-	for _, st := range []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"pins", a.pins}, {"legacy", a.legacyFacts}, {"witness", a.witness}, {"components", a.components},
-		{"legacy-key", a.legacyKey}, {"legacy-mac", a.legacyMAC}, {"token", a.token}, {"kek", a.makeKEK},
-		{"adopt", a.adopt}, {"software-check", a.softwareCheck}, {"trial-import", a.trialImport},
-		{"split", a.split}, {"manifest", a.manifest}, {"envelopes", a.envelopes}, {"minutes", a.minutes},
-	} {
-		a.step = st.name
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if err := st.run(ctx); err != nil {
-			return nil, err
-		}
+	if err := a.steps(ctx, step{"pins", a.pins}, step{"legacy", a.legacyFacts}, step{"witness", a.witness}, step{"token", a.token},
+		step{"components", a.components}, step{"legacy-key", a.legacyKey}, step{"legacy-mac", a.legacyMAC}, step{"kek", a.makeKEK},
+		step{"adopt", a.adopt}, step{"software-check", a.softwareCheck}, step{"trial-import", a.trialImport}, step{"split", a.split},
+		step{"manifest", a.manifest}, step{"envelopes", a.envelopes}, step{"minutes", a.minutes}); err != nil {
+		return nil, err
 	}
 	a.step = "seal"
-	seal, err := a.seal(SealBody{Generation: 1, Outcome: OutcomeSuccess}, append([]Signer{ManifestKeySigner(a.mkey)}, a.g.cardSigners()...)...)
+	seal, err := a.seal(SealBody{Generation: 1, Outcome: OutcomeSuccess}, sealSigners(a.mkey, a.g.newKeys)...)
 	if err != nil {
 		return nil, err
 	}

@@ -3,10 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -106,10 +106,10 @@ func (f *fileComponents) wipe() { clear(f.raw) }
 
 func (a *app) adoptCmd() *cobra.Command {
 	var (
-		f                       flowFlags
-		o                       ceremony.AdoptOptions
-		expectRoster            string
-		componentsFile, witness string
+		f              flowFlags
+		o              ceremony.AdoptOptions
+		expectRoster   string
+		componentsFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "adopt --roster R --components N --kcv CHECK --legacy-blob F --legacy-format kwp|cbc-pad --ca-cert F --module LIB --token-serial S --out DIR",
@@ -137,13 +137,10 @@ then a witness confirms the destruction of each envelope. Components come from t
 				return usageError{errors.New("--roster, --components, --kcv, --legacy-blob, --legacy-format, --ca-cert and --out are required")}
 			}
 			rehearsal := f.hsm.rehearsal
-			if witness != "" && !rehearsal {
-				return usageError{errors.New("--witness confirms only in rehearsal; witnesses type their names in production")}
-			}
 			if componentsFile != "" && !rehearsal {
 				return usageError{errors.New("--components-file is for rehearsals only; holders type their components on the terminal")}
 			}
-			pf, err := a.preflight(f.allow, rehearsal)
+			pf, facts, err := a.begin(&f)
 			if err != nil {
 				return err
 			}
@@ -168,34 +165,22 @@ then a witness confirms the destruction of each envelope. Components come from t
 				defer tty.Close()
 				o.Source, o.ComponentsSource = &ttyComponents{a: a, tty: tty, r: bufio.NewReader(tty)}, "terminal"
 			}
-			o.Preflight, o.Rehearsal, o.Identities, o.Out = pf, rehearsal, f.identities, f.out
-			if o.HostFacts, err = a.hostFacts(); err != nil {
-				return err
-			}
-			o.Prompter = &terminalPrompter{a: a, rehearse: witness}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			res, err := ceremony.Adopt(ctx, o)
-			if err != nil {
-				return hsmError(err)
-			}
-			a.warn()
-			if f.asJSON {
-				return a.printJSON(res)
-			}
-			where := "in the token"
-			if res.Unwrapped == "host" {
-				where = "on the host"
-			}
-			fmt.Fprintf(a.stdout, "adopted CA key %s as ceremony %s in %s (unwrapped %s)\nroster sha256   %s\nmanifest key    %s\nKEK check value %s\nseal            %s\n",
-				res.CAFingerprint, res.CeremonyID, res.Dir, where, res.RosterSHA256, res.ManifestKey, res.KEKCheck, res.Seal)
-			for _, d := range res.Deviations {
-				fmt.Fprintf(a.stdout, "deviation: %s\n", d)
-			}
-			return nil
+			o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out, o.Prompter = pf, facts, rehearsal, f.identities, f.out, a.prompter(&f)
+			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.AdoptResult, error) { return ceremony.Adopt(ctx, o) },
+				func(res *ceremony.AdoptResult) {
+					where := "in the token"
+					if res.Unwrapped == "host" {
+						where = "on the host"
+					}
+					fmt.Fprintf(a.stdout, "adopted CA key %s as ceremony %s in %s (unwrapped %s)\nroster sha256   %s\nmanifest key    %s\nKEK check value %s\nseal            %s\n",
+						res.CAFingerprint, res.CeremonyID, res.Dir, where, res.RosterSHA256, res.ManifestKey, res.KEKCheck, res.Seal)
+					for _, d := range res.Deviations {
+						fmt.Fprintf(a.stdout, "deviation: %s\n", d)
+					}
+				})
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, true, true)
 	fl := cmd.Flags()
 	fl.StringVar(&o.Roster, "roster", "", "the roster of the new custodians")
 	fl.StringVar(&expectRoster, "expect-roster-sha256", "", "the roster's SHA-256 from the minutes")
@@ -208,6 +193,5 @@ then a witness confirms the destruction of each envelope. Components come from t
 	fl.StringVar(&o.CACert, "ca-cert", "", "the CA certificate (PEM or DER); the blob must hold its key")
 	fl.BoolVar(&o.AllowHostUnwrap, "allow-host-unwrap", false, "open the blob on the host (cbc-pad, or a token without RFC 5649): a recorded deviation")
 	fl.StringVar(&o.Transport, "kek-transport", "auto", "how the legacy key and the new KEK enter the token: auto, oaep, create")
-	fl.StringVar(&witness, "witness", "", "the witness confirming custodians and destructions (rehearsal only)")
 	return cmd
 }
