@@ -141,7 +141,7 @@ func Adopt(ctx context.Context, o AdoptOptions) (res *AdoptResult, err error) {
 	if !o.Rehearsal && (o.ExpectRosterSHA256 == "" || o.HSM.ExpectModuleSHA256 == "" || o.HSM.TokenSerial == "") {
 		return nil, fmt.Errorf("%w: a production adoption pins the roster (--expect-roster-sha256), the module (--expect-module-sha256) and the token (--token-serial)", ErrUsage)
 	}
-	a := &adoption{o: o, g: &regen{o: NextGeneration{Prompter: o.Prompter}}}
+	a := &adoption{o: o, g: &regen{}}
 	if a.g.rosterBytes, a.g.roster, err = loadRoster(o.Roster, o.ExpectRosterSHA256, o.Rehearsal); err != nil {
 		return nil, err
 	}

@@ -201,8 +201,8 @@ func TestAdopt(t *testing.T) {
 
 // TestAdoptRefusals: a wrong component is caught at its own check value before the next is asked for;
 // a wrong whole-key check value, a wrong HMAC and a certificate of another key are refused with nothing
-// but the aborted transcript in the record and nothing in the token; cbc-pad without --allow-host-unwrap
-// is refused before the record starts.
+// but the aborted transcript in the record and nothing in the token; a roster other than the pinned one,
+// and cbc-pad without --allow-host-unwrap, are refused before the record starts.
 func TestAdoptRefusals(t *testing.T) {
 	l := newLegacyCA(t)
 	dir := t.TempDir()
@@ -250,7 +250,16 @@ func TestAdoptRefusals(t *testing.T) {
 			}
 		})
 	}
-	o, src, _ := l.options(t, tok, roster, ids, filepath.Join(dir, "cbc"))
+	// Pins first: a roster that is not the pinned one is refused before anything is asked for.
+	o, src, _ := l.options(t, tok, roster, ids, filepath.Join(dir, "pin"))
+	o.ExpectRosterSHA256 = strings.Repeat("0", 64)
+	if _, err := Adopt(context.Background(), o); !errors.Is(err, ErrPin) {
+		t.Fatalf("wrong roster pin: %v", err)
+	}
+	if _, err := os.Stat(o.Out); !os.IsNotExist(err) || len(src.asked) != 0 {
+		t.Fatalf("refused, yet the record exists (%v) or components were asked for (%v)", err, src.asked)
+	}
+	o, src, _ = l.options(t, tok, roster, ids, filepath.Join(dir, "cbc"))
 	o.LegacyBlob, o.LegacyFormat, o.LegacyMAC = l.cbc, LegacyCBCPad, ""
 	if _, err := Adopt(context.Background(), o); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--allow-host-unwrap") {
 		t.Fatalf("cbc-pad without --allow-host-unwrap: %v", err)
