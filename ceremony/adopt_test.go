@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -32,7 +34,7 @@ import (
 type legacyCA struct {
 	dir                string
 	cert, kwp, cbc     string
-	mac, badMAC, other string // files: the MAC, a wrong MAC, a certificate of another key
+	mac, badMAC, other string // files: the MAC, a wrong MAC, a certificate of another P-256 key
 	key                []byte
 	parts              []LegacyComponent
 }
@@ -54,7 +56,11 @@ func newLegacyCA(t *testing.T) *legacyCA {
 
 	ca := testenv.Key(t, "p256")
 	l.cert = writeCert(t, dir, "ca.crt", ca)
-	l.other = writeCert(t, dir, "other.crt", testenv.Key(t, "p384"))
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.other = writeCert(t, dir, "other.crt", other)
 	der, err := x509.MarshalPKCS8PrivateKey(ca)
 	if err != nil {
 		t.Fatal(err)
