@@ -511,7 +511,7 @@ func (a *adoption) softwareCheck(context.Context) error {
 
 func (a *adoption) trialImport(ctx context.Context) error {
 	fp, _ := shares.ManifestKeyFingerprint(a.mkey.Public().(ed25519.PublicKey))
-	return a.run.trialImport(ctx, a.sess, a.probe, a.kek, a.file, a.in.cert.PublicKey, fp)
+	return a.run.trialImport(ctx, a.sess, a.probe, a.kek, a.file, a.in.cert.PublicKey, fp, a.o.AllowHostUnwrap)
 }
 
 func (a *adoption) split(context.Context) error {

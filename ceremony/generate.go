@@ -277,26 +277,7 @@ func (g *generation) trialImport(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var afterErr error
-	res, err := g.sess.Import(ctx, hsm.ImportRequest{
-		KEK: g.kek, File: g.file, CAPublic: g.ca.Public, Label: "custos trial " + g.id, Trial: true,
-		Transport: hsm.TransportAuto, Probe: g.probe, RecordID: g.id, ManifestKey: fp,
-		AfterStep: func(step string) {
-			if afterErr == nil {
-				afterErr = g.done("trial-import/" + step)
-			}
-		},
-	})
-	if err == nil {
-		err = afterErr
-	}
-	if err != nil {
-		return err
-	}
-	if err := res.Proof.Verify(g.ca.Public); err != nil {
-		return err
-	}
-	return g.t.Append("trial-import", Actor{Role: "hsm", Name: g.sess.Token.Label}, Facts{"import": res, "proof_verified": true})
+	return g.run.trialImport(ctx, g.sess, g.probe, g.kek, g.file, g.ca.Public, fp, false)
 }
 
 func (g *generation) split(context.Context) error {

@@ -179,7 +179,7 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 	kcv, _ := wrap.KCV(newKEK)
 	m.SecretCheck, m.ManifestKey = kcv.String(), []byte(newMKey.Public().(ed25519.PublicKey))
 	newFP, _ := m.ManifestKeyFingerprint()
-	if err := g.trialImport(ctx, sess, probe, newKEK, newFile, caPub, newFP); err != nil {
+	if err := g.trialImport(ctx, sess, probe, newKEK, newFile, caPub, newFP, false); err != nil {
 		return nil, err
 	}
 	if err := g.splitAndCheck(m, newKEK); err != nil {
@@ -279,12 +279,19 @@ func (g *regen) loadWrapped() (*wrap.File, crypto.PublicKey, error) {
 	return f, pub, err
 }
 
-// trialImport imports a session copy of the CA key under the new KEK and proves possession through it.
-func (r *run) trialImport(ctx context.Context, sess *hsm.Session, probe *hsm.ProbeResult, kek []byte, f *wrap.File, caPub crypto.PublicKey, manifestKey string) error {
+// trialImport imports a session copy of the CA key under kek and proves possession through it. A token
+// without a confirmed RFC 5649 unwrap takes the copy by host-cbcpad only when allowHostUnwrap says the
+// flow already accepted that deviation.
+func (r *run) trialImport(ctx context.Context, sess *hsm.Session, probe *hsm.ProbeResult, kek []byte, f *wrap.File, caPub crypto.PublicKey, manifestKey string, allowHostUnwrap bool) error {
+	unwrap := hsm.UnwrapKWP
+	if allowHostUnwrap && probe.KWPMechanism == 0 {
+		unwrap = hsm.UnwrapHostCBCPad
+	}
 	var afterErr error
 	res, err := sess.Import(ctx, hsm.ImportRequest{
 		KEK: kek, File: f, CAPublic: caPub, Label: "custos trial " + r.id, Trial: true,
-		Transport: hsm.TransportAuto, Probe: probe, RecordID: r.id, ManifestKey: manifestKey,
+		Transport: hsm.TransportAuto, CAUnwrap: unwrap, AllowHostUnwrap: allowHostUnwrap && unwrap == hsm.UnwrapHostCBCPad,
+		Probe: probe, RecordID: r.id, ManifestKey: manifestKey,
 		AfterStep: func(step string) {
 			if afterErr == nil {
 				afterErr = r.done("trial-import/" + step)
