@@ -16,7 +16,7 @@ BUILD_FLAGS = -trimpath -buildvcs=false -ldflags='-buildid= -s -w'
 TEST_TIMEOUT ?= 20m
 FUZZ_TIME ?= 15s
 
-.PHONY: all deps build test unit fuzz repro bench lint staticcheck clean
+.PHONY: all deps build rehearsal install-age-plugin test unit fuzz repro bench lint staticcheck clean
 
 all: build
 
@@ -30,6 +30,18 @@ build: deps
 	CGO_CFLAGS="$(REPRO_CFLAGS)" $(GO) build $(BUILD_FLAGS) -o $(BIN)/custos ./cmd/custos
 	CGO_CFLAGS="$(REPRO_CFLAGS)" $(GO) build $(BUILD_FLAGS) -o $(BIN)/custos-sim ./cmd/custos-sim
 	@sha256sum $(BIN)/custos
+
+## rehearsal: the whole life cycle on virtual YubiKeys and software tokens (custos-sim rehearse)
+REHEARSAL_FLAGS ?=
+rehearsal: build
+	$(BIN)/custos-sim rehearse $(REHEARSAL_FLAGS)
+
+## install-age-plugin DIR=...: link custos as age-plugin-yubikey in a directory of its own
+install-age-plugin: build
+	@test -n "$(DIR)" || { echo "install-age-plugin: give DIR=..., a directory of its own (the first age-plugin-yubikey on PATH wins)" >&2; exit 2; }
+	mkdir -p "$(DIR)"
+	ln -sfn "$(BIN)/custos" "$(DIR)/age-plugin-yubikey"
+	@echo "$(DIR)/age-plugin-yubikey -> $(BIN)/custos; put $(DIR) first on PATH only where custos should serve age"
 
 ## test: everything CI runs: lint, unit and integration tests, bounded fuzzing, the reproducible-build check
 test: deps lint unit fuzz repro

@@ -146,30 +146,14 @@ func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err 
 	if err := g.event("preflight", Actor{Role: "custos"}, pf.Facts()); err != nil {
 		return nil, err
 	}
-	for _, st := range []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"pins", g.pins}, {"witness", g.witness}, {"liveness", g.liveness}, {"token", g.token},
-		{"kek", g.makeKEK}, {"ca-key", g.caKey}, {"wrap", g.wrap}, {"software-check", g.softwareCheck},
-		{"trial-import", g.trialImport}, {"split", g.split}, {"check-round", g.checkRound},
-		{"certificate", g.certificate}, {"manifest", g.manifest}, {"minutes", g.minutes}, {"destroy", g.destroy},
-	} {
-		g.step = st.name
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if err := st.run(ctx); err != nil {
-			return nil, err
-		}
+	if err := g.steps(ctx, step{"pins", g.pins}, step{"witness", g.witness}, step{"liveness", g.liveness}, step{"token", g.token},
+		step{"kek", g.makeKEK}, step{"ca-key", g.caKey}, step{"wrap", g.wrap}, step{"software-check", g.softwareCheck},
+		step{"trial-import", g.trialImport}, step{"split", g.split}, step{"check-round", g.checkRound},
+		step{"certificate", g.certificate}, step{"manifest", g.manifest}, step{"minutes", g.minutes}, step{"destroy", g.destroy}); err != nil {
+		return nil, err
 	}
 	g.step = "seal"
-	signers := []Signer{ManifestKeySigner(g.mkey)}
-	for _, k := range g.keys {
-		if k.signer != nil {
-			signers = append(signers, k.signer)
-		}
-	}
+	signers := sealSigners(g.mkey, g.keys)
 	seal, err := g.seal(SealBody{Generation: 1, Outcome: OutcomeSuccess}, signers...)
 	if err != nil {
 		return nil, err
@@ -293,26 +277,7 @@ func (g *generation) trialImport(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var afterErr error
-	res, err := g.sess.Import(ctx, hsm.ImportRequest{
-		KEK: g.kek, File: g.file, CAPublic: g.ca.Public, Label: "custos trial " + g.id, Trial: true,
-		Transport: hsm.TransportAuto, Probe: g.probe, RecordID: g.id, ManifestKey: fp,
-		AfterStep: func(step string) {
-			if afterErr == nil {
-				afterErr = g.done("trial-import/" + step)
-			}
-		},
-	})
-	if err == nil {
-		err = afterErr
-	}
-	if err != nil {
-		return err
-	}
-	if err := res.Proof.Verify(g.ca.Public); err != nil {
-		return err
-	}
-	return g.t.Append("trial-import", Actor{Role: "hsm", Name: g.sess.Token.Label}, Facts{"import": res, "proof_verified": true})
+	return g.run.trialImport(ctx, g.sess, g.probe, g.kek, g.file, g.ca.Public, fp, false)
 }
 
 func (g *generation) split(context.Context) error {

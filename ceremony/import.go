@@ -122,27 +122,12 @@ func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error)
 	if err := im.event("preflight", Actor{Role: "custos"}, pf.Facts()); err != nil {
 		return nil, err
 	}
-	for _, st := range []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"pins", im.pins}, {"record", im.record}, {"quorum", im.quorum}, {"combine", im.combine}, {"import", im.importKey},
-	} {
-		im.step = st.name
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if err := st.run(ctx); err != nil {
-			return nil, err
-		}
+	if err := im.steps(ctx, step{"pins", im.pins}, step{"record", im.record}, step{"token", im.token}, step{"quorum", im.quorum},
+		step{"combine", im.combine}, step{"import", im.importKey}); err != nil {
+		return nil, err
 	}
 	im.step = "seal"
-	signers := []Signer{ManifestKeySigner(im.mkey)}
-	for _, k := range im.keys {
-		if k.signer != nil {
-			signers = append(signers, k.signer)
-		}
-	}
+	signers := sealSigners(im.mkey, im.keys)
 	seal, err := im.seal(SealBody{Generation: im.m.Generation, Outcome: OutcomeSuccess}, signers...)
 	if err != nil {
 		return nil, err
@@ -318,13 +303,19 @@ func rebuildKEK(m *shares.Manifest, dir string, keys []presentKey) ([]byte, ed25
 	return kek, mkey, nil
 }
 
-func (im *importRun) importKey(ctx context.Context) error {
+// token opens the target token (its serial is a pin) and logs in before any card is asked for a PIN.
+func (im *importRun) token(ctx context.Context) error {
 	var err error
 	if im.sess, err = openToken(ctx, im.o.HSM, im.o.HSMPIN, im.o.Rehearsal); err != nil {
 		return err
 	}
+	return im.event("token", Actor{Role: "hsm", Name: im.sess.Token.Label}, Facts{"token": im.sess.Token, "pin_source": im.o.HSMPINSource})
+}
+
+func (im *importRun) importKey(ctx context.Context) error {
 	fp, _ := im.m.ManifestKeyFingerprint()
 	var afterErr error
+	var err error
 	im.res, err = im.sess.Import(ctx, hsm.ImportRequest{
 		KEK: im.kek, File: im.file, CAPublic: im.caPub, Certificate: im.cert, Label: "custos CA " + im.m.CeremonyID,
 		Transport: im.o.Transport, CAUnwrap: im.o.CAUnwrap, AllowHostUnwrap: im.o.AllowHostUnwrap,
@@ -345,8 +336,7 @@ func (im *importRun) importKey(ctx context.Context) error {
 	if err := im.res.Proof.Verify(im.caPub); err != nil {
 		return err
 	}
-	return im.t.Append("import", Actor{Role: "hsm", Name: im.sess.Token.Label}, Facts{"token": im.sess.Token, "pin_source": im.o.HSMPINSource,
-		"import": im.res, "proof_verified": true, "deviations": toAny(im.res.Deviations)})
+	return im.t.Append("import", Actor{Role: "hsm", Name: im.sess.Token.Label}, Facts{"import": im.res, "proof_verified": true, "deviations": toAny(im.res.Deviations)})
 }
 
 func toAny(xs []string) []any {

@@ -222,16 +222,3 @@ func (g *regen) writeManifest(m *shares.Manifest, key []byte, extra Facts) ([]by
 	extra["manifest_sha256"], extra["manifest_key"], extra["supersedes"] = shares.FileSHA256(mb), fp, m.Previous.ManifestSHA256
 	return mb, g.event("manifest", Actor{Role: "custos"}, extra)
 }
-
-// cardSigners are the co-signers of the seal: every card present.
-func (g *regen) cardSigners() []Signer {
-	var out []Signer
-	seen := map[string]bool{}
-	for _, k := range append(append([]presentKey{}, g.quorum...), g.newKeys...) {
-		if k.signer != nil && !seen[k.signer.Name()] {
-			seen[k.signer.Name()] = true
-			out = append(out, k.signer)
-		}
-	}
-	return out
-}

@@ -73,7 +73,7 @@ type RekeyResult struct {
 
 // RekeySteps are the steps of a rekey.
 var RekeySteps = concat(
-	[]string{"preflight", "pins", "record", "witness", "quorum", "combine", "token", "kek", "rewrap", "software-check"},
+	[]string{"preflight", "pins", "record", "witness", "token", "quorum", "combine", "kek", "rewrap", "software-check"},
 	prefixed("trial-import", hsm.ImportSteps),
 	[]string{"split", "check-round", "manifest", "handover", "supersede", "minutes", "seal"},
 )
@@ -120,17 +120,6 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 		"ca.pub.pem", "ca.crt.pem"); err != nil {
 		return nil, err
 	}
-	if oldKEK, oldMKey, err = g.rebuild(ctx); err != nil {
-		return nil, err
-	}
-	oldFile, caPub, err := g.loadWrapped()
-	if err != nil {
-		return nil, err
-	}
-	if !oldFile.KEKCheck.Matches(oldKEK) {
-		return nil, fmt.Errorf("the rebuilt KEK does not match the wrapped key's check value %s", oldFile.KEKCheck)
-	}
-
 	g.step = "token"
 	if sess, err = openToken(ctx, o.HSM, o.HSMPIN, o.Rehearsal); err != nil {
 		return nil, err
@@ -141,6 +130,16 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 	}
 	if err := g.event("token", Actor{Role: "hsm", Name: sess.Token.Label}, Facts{"token": sess.Token, "probe": probe, "pin_source": o.HSMPINSource}); err != nil {
 		return nil, err
+	}
+	if oldKEK, oldMKey, err = g.rebuild(ctx); err != nil {
+		return nil, err
+	}
+	oldFile, caPub, err := g.loadWrapped()
+	if err != nil {
+		return nil, err
+	}
+	if !oldFile.KEKCheck.Matches(oldKEK) {
+		return nil, fmt.Errorf("the rebuilt KEK does not match the wrapped key's check value %s", oldFile.KEKCheck)
 	}
 	g.step = "kek"
 	if newKEK, err = g.freshKEK(sess); err != nil {
@@ -180,7 +179,7 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 	kcv, _ := wrap.KCV(newKEK)
 	m.SecretCheck, m.ManifestKey = kcv.String(), []byte(newMKey.Public().(ed25519.PublicKey))
 	newFP, _ := m.ManifestKeyFingerprint()
-	if err := g.trialImport(ctx, sess, probe, newKEK, newFile, caPub, newFP); err != nil {
+	if err := g.trialImport(ctx, sess, probe, newKEK, newFile, caPub, newFP, false); err != nil {
 		return nil, err
 	}
 	if err := g.splitAndCheck(m, newKEK); err != nil {
@@ -223,7 +222,7 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 		return nil, err
 	}
 	g.step = "seal"
-	seal, err := g.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, append([]Signer{ManifestKeySigner(newMKey)}, g.cardSigners()...)...)
+	seal, err := g.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, sealSigners(newMKey, g.quorum, g.newKeys)...)
 	if err != nil {
 		return nil, err
 	}
@@ -280,12 +279,19 @@ func (g *regen) loadWrapped() (*wrap.File, crypto.PublicKey, error) {
 	return f, pub, err
 }
 
-// trialImport imports a session copy of the CA key under the new KEK and proves possession through it.
-func (r *run) trialImport(ctx context.Context, sess *hsm.Session, probe *hsm.ProbeResult, kek []byte, f *wrap.File, caPub crypto.PublicKey, manifestKey string) error {
+// trialImport imports a session copy of the CA key under kek and proves possession through it. A token
+// without a confirmed RFC 5649 unwrap takes the copy by host-cbcpad only when allowHostUnwrap says the
+// flow already accepted that deviation.
+func (r *run) trialImport(ctx context.Context, sess *hsm.Session, probe *hsm.ProbeResult, kek []byte, f *wrap.File, caPub crypto.PublicKey, manifestKey string, allowHostUnwrap bool) error {
+	unwrap := hsm.UnwrapKWP
+	if allowHostUnwrap && probe.KWPMechanism == 0 {
+		unwrap = hsm.UnwrapHostCBCPad
+	}
 	var afterErr error
 	res, err := sess.Import(ctx, hsm.ImportRequest{
 		KEK: kek, File: f, CAPublic: caPub, Label: "custos trial " + r.id, Trial: true,
-		Transport: hsm.TransportAuto, Probe: probe, RecordID: r.id, ManifestKey: manifestKey,
+		Transport: hsm.TransportAuto, CAUnwrap: unwrap, AllowHostUnwrap: allowHostUnwrap && unwrap == hsm.UnwrapHostCBCPad,
+		Probe: probe, RecordID: r.id, ManifestKey: manifestKey,
 		AfterStep: func(step string) {
 			if afterErr == nil {
 				afterErr = r.done("trial-import/" + step)

@@ -57,7 +57,7 @@ func Reshare(ctx context.Context, o NextGeneration) (res *ReshareResult, err err
 		return nil, err
 	}
 	g.step = "seal"
-	seal, err := g.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, append([]Signer{ManifestKeySigner(mkey)}, g.cardSigners()...)...)
+	seal, err := g.seal(SealBody{Generation: m.Generation, Outcome: OutcomeSuccess}, sealSigners(mkey, g.quorum, g.newKeys)...)
 	if err != nil {
 		return nil, err
 	}

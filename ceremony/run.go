@@ -1,6 +1,7 @@
 package ceremony
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -168,4 +169,39 @@ func (r *run) freshKEK(sess *hsm.Session) ([]byte, error) {
 		return nil, err
 	}
 	return kek, nil
+}
+
+// step is one named step of a flow.
+type step struct {
+	name string
+	run  func(context.Context) error
+}
+
+// steps runs steps in order; a cancelled context stops the flow between them.
+func (r *run) steps(ctx context.Context, steps ...step) error {
+	for _, st := range steps {
+		r.step = st.name
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := st.run(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sealSigners are the manifest key and, once each, the cards among keys.
+func sealSigners(manifestKey []byte, keys ...[]presentKey) []Signer {
+	out := []Signer{ManifestKeySigner(manifestKey)}
+	seen := map[string]bool{}
+	for _, ks := range keys {
+		for _, k := range ks {
+			if k.signer != nil && !seen[k.signer.Name()] {
+				seen[k.signer.Name()] = true
+				out = append(out, k.signer)
+			}
+		}
+	}
+	return out
 }

@@ -12,7 +12,7 @@ var (
 		[]string{"split", "check-round", "certificate", "manifest", "minutes", "destroy", "seal"},
 	)
 	ImportSteps = concat(
-		[]string{"preflight", "pins", "record", "quorum", "combine"},
+		[]string{"preflight", "pins", "record", "token", "quorum", "combine"},
 		prefixed("import", hsm.ImportSteps),
 		[]string{"seal"},
 	)

@@ -7,7 +7,7 @@ packages=(
   gcc pkg-config libc6-dev          # cgo: piv-go (PC/SC) and miekg/pkcs11 need it; never silently off
   pcscd libpcsclite-dev vsmartcard-vpcd   # the real PC/SC stack the virtual YubiKeys plug into
   softhsm2 opencryptoki             # two independent PKCS#11 implementations
-  openssl age                       # third-party clients that keep formats honest
+  openssl age xxd                   # third-party clients that keep formats honest (xxd: docs/format.md recipes)
   yubico-piv-tool opensc yubikey-manager
   util-linux procps iproute2        # unshare, nsenter, ps, ss: the sim's namespaces and leak checks
 )

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,7 +18,7 @@ import (
 
 func (a *app) ceremonyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ceremony", Short: "The CA key ceremonies: generate and import"}
-	cmd.AddCommand(a.generateCmd(), a.importCmd(), a.reshareCmd(), a.rekeyCmd(), a.exportCmd())
+	cmd.AddCommand(a.generateCmd(), a.importCmd(), a.reshareCmd(), a.rekeyCmd(), a.exportCmd(), a.adoptCmd())
 	return cmd
 }
 
@@ -27,21 +28,90 @@ type flowFlags struct {
 	allow      []string
 	identities []string
 	out        string
+	witness    string
 	asJSON     bool
 }
 
-// register adds the flags; a flow that uses no HSM gets --rehearsal alone instead of the HSM flags.
-func (f *flowFlags) register(cmd *cobra.Command, withHSM bool) {
+// register adds the flags; a flow that uses no HSM gets --rehearsal alone instead of the HSM flags, and
+// a flow with witnesses gets --witness.
+func (f *flowFlags) register(cmd *cobra.Command, withHSM, withWitness bool) {
 	fl := cmd.Flags()
 	if withHSM {
 		f.hsm.register(cmd)
 	} else {
 		fl.BoolVar(&f.hsm.rehearsal, "rehearsal", false, "rehearsal: rehearsal records and rosters only, --witness allowed")
 	}
+	if withWitness {
+		fl.StringVar(&f.witness, "witness", "", "the witness confirming every custodian and destruction (rehearsal only)")
+	}
 	fl.StringArrayVar(&f.allow, "allow-deviation", nil, "accept a failed preflight check as a recorded deviation (repeatable)")
 	fl.StringArrayVarP(&f.identities, "identity", "i", nil, "identity file of a software custodian (repeatable)")
 	fl.StringVar(&f.out, "out", "", "the new record directory (must not exist)")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
+}
+
+// begin does what every ceremony does first, before any pin is asked for: the --witness rule and the
+// preflight; and it collects the host facts the record keeps.
+func (a *app) begin(f *flowFlags) (*ceremony.PreflightReport, ceremony.Facts, error) {
+	if f.witness != "" && !f.hsm.rehearsal {
+		return nil, nil, usageError{errors.New("--witness confirms only in rehearsal; witnesses type their names in production")}
+	}
+	pf, err := a.preflight(f.allow, f.hsm.rehearsal)
+	if err != nil {
+		return nil, nil, err
+	}
+	facts, err := a.hostFacts()
+	return pf, facts, err
+}
+
+// prompter asks the flow's witnesses: on the terminal, or with the --witness name in rehearsal.
+func (a *app) prompter(f *flowFlags) *terminalPrompter {
+	return &terminalPrompter{a: a, rehearse: f.witness}
+}
+
+// runFlow runs a flow, which SIGINT cancels between its steps, and prints its result as JSON or as text.
+func runFlow[T any](a *app, cmd *cobra.Command, asJSON bool, flow func(context.Context) (T, error), text func(T)) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+	defer stop()
+	res, err := flow(ctx)
+	if err != nil {
+		return hsmError(err)
+	}
+	a.warn()
+	if asJSON {
+		return a.printJSON(res)
+	}
+	text(res)
+	return nil
+}
+
+// nextGeneration fills the shared inputs of reshare and rekey, pins typed where the flags are missing.
+func (a *app) nextGeneration(f *flowFlags, o *ceremony.NextGeneration, expectSeal, expectRoster string) error {
+	if len(o.Ceremony) == 0 || o.Roster == "" || f.out == "" {
+		return usageError{errors.New("--ceremony, --roster and --out are required")}
+	}
+	pf, facts, err := a.begin(f)
+	if err != nil {
+		return err
+	}
+	rehearsal := f.hsm.rehearsal
+	if o.ExpectSeal, err = a.pinned(expectSeal, "expect-seal", "the record's seal", rehearsal); err != nil {
+		return err
+	}
+	if o.ExpectRosterSHA256, err = a.pinned(expectRoster, "expect-roster-sha256", "the new roster's SHA-256", rehearsal); err != nil {
+		return err
+	}
+	o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out, o.Prompter = pf, facts, rehearsal, f.identities, f.out, a.prompter(f)
+	return nil
+}
+
+// nextGenerationFlags registers the flags of nextGeneration.
+func nextGenerationFlags(cmd *cobra.Command, o *ceremony.NextGeneration, expectSeal, expectRoster *string) {
+	fl := cmd.Flags()
+	fl.StringArrayVar(&o.Ceremony, "ceremony", nil, "the records, oldest first; the last holds the current generation")
+	fl.StringVar(expectSeal, "expect-seal", "", "the last record's seal from the minutes")
+	fl.StringVar(&o.Roster, "roster", "", "the new roster")
+	fl.StringVar(expectRoster, "expect-roster-sha256", "", "the new roster's SHA-256 from the minutes")
 }
 
 // terminalPrompter asks the witnesses on the terminal; in rehearsal, --witness names answer instead.
@@ -92,11 +162,10 @@ func (p *terminalPrompter) Minutes(lines []string) {
 
 func (a *app) generateCmd() *cobra.Command {
 	var (
-		f                flowFlags
-		o                ceremony.GenerateOptions
-		profile, witness string
-		expectRoster     string
-		validity         time.Duration
+		f                     flowFlags
+		o                     ceremony.GenerateOptions
+		profile, expectRoster string
+		validity              time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "generate --roster R --module LIB --token-serial S --ca-key ALG [--subject DN --validity D | --ca-profile F] --out DIR",
@@ -115,54 +184,37 @@ Production pins the roster (--expect-roster-sha256), the module (--expect-module
 			if o.Roster == "" || f.out == "" || o.CAKey == "" {
 				return usageError{errors.New("--roster, --ca-key and --out are required")}
 			}
-			rehearsal := f.hsm.rehearsal
-			if witness != "" && !rehearsal {
-				return usageError{errors.New("--witness confirms custodians only in rehearsal; witnesses type their names in production")}
-			}
-			pf, err := a.preflight(f.allow, rehearsal)
+			pf, facts, err := a.begin(&f)
 			if err != nil {
 				return err
 			}
+			rehearsal := f.hsm.rehearsal
 			if o.ExpectRosterSHA256, err = a.pinned(expectRoster, "expect-roster-sha256", "the roster's SHA-256", rehearsal); err != nil {
 				return err
 			}
 			if o.HSM, o.HSMPIN, o.HSMPINSource, err = a.hsmLater(&f.hsm, "ceremony generate"); err != nil {
 				return hsmError(err)
 			}
-			switch {
-			case profile != "":
+			o.Validity = validity
+			if profile != "" {
 				p, err := hsm.LoadRootProfile(profile)
 				if err != nil {
 					return err
 				}
 				o.Subject, o.Validity = p.Subject, time.Duration(p.ValidityDays)*24*time.Hour
-			default:
-				o.Validity = validity
 			}
 			if o.Subject != "" && o.Validity == 0 {
 				return usageError{errors.New("--subject needs --validity (2922 to 9132 days, e.g. 87600h)")}
 			}
-			o.Preflight, o.Rehearsal, o.Identities, o.Out = pf, rehearsal, f.identities, f.out
-			if o.HostFacts, err = a.hostFacts(); err != nil {
-				return err
-			}
-			o.Prompter = &terminalPrompter{a: a, rehearse: witness}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			res, err := ceremony.Generate(ctx, o)
-			if err != nil {
-				return hsmError(err)
-			}
-			a.warn()
-			if f.asJSON {
-				return a.printJSON(res)
-			}
-			fmt.Fprintf(a.stdout, "generated %s in %s\nroster sha256   %s\nmanifest key    %s\nCA fingerprint  %s\nKEK check value %s\nseal            %s\n",
-				res.CeremonyID, res.Dir, res.RosterSHA256, res.ManifestKey, res.CAFingerprint, res.KEKCheck, res.Seal)
-			return nil
+			o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out, o.Prompter = pf, facts, rehearsal, f.identities, f.out, a.prompter(&f)
+			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.GenerateResult, error) { return ceremony.Generate(ctx, o) },
+				func(res *ceremony.GenerateResult) {
+					fmt.Fprintf(a.stdout, "generated %s in %s\nroster sha256   %s\nmanifest key    %s\nCA fingerprint  %s\nKEK check value %s\nseal            %s\n",
+						res.CeremonyID, res.Dir, res.RosterSHA256, res.ManifestKey, res.CAFingerprint, res.KEKCheck, res.Seal)
+				})
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, true, true)
 	fl := cmd.Flags()
 	fl.StringVar(&o.Roster, "roster", "", "the roster (roster.json)")
 	fl.StringVar(&expectRoster, "expect-roster-sha256", "", "the roster's SHA-256 from the minutes")
@@ -171,7 +223,6 @@ Production pins the roster (--expect-roster-sha256), the module (--expect-module
 	fl.DurationVar(&validity, "validity", 0, "the root certificate's validity (BR: 2922 to 9132 days)")
 	fl.StringVar(&profile, "ca-profile", "", "a root certificate profile file (subject, validity_days)")
 	fl.BoolVar(&o.KeepCAKey, "keep-ca-key", false, "keep the CA key in the source token, locked (not extractable), instead of destroying it")
-	fl.StringVar(&witness, "witness", "", "the witness confirming every custodian (rehearsal only)")
 	return cmd
 }
 
@@ -185,50 +236,40 @@ func (a *app) importCmd() *cobra.Command {
 		Use:   "import --ceremony DIR --module LIB --token-serial S --out DIR",
 		Short: "Import the backed-up CA key into an HSM with a quorum of custodians",
 		Long: `The import ceremony: preflight; pins (the record's seal, the module, the token) before any module is
-loaded or PIN asked for; the quorum's shares opened and checked against the signed manifest; the KEK
-rebuilt and checked; in the target token the KEK transported (--kek-transport auto|rsa-aes|oaep|create;
-auto takes the first method an active probe confirmed), the CA key unwrapped (--ca-unwrap kwp, or
-host-cbcpad --allow-host-unwrap for tokens without RFC 5649, recorded as a deviation), hardened, copied
-to the token and proven; the KEK destroyed; the record sealed and linked to the one it imports from.`,
+loaded or PIN asked for; the target token opened; the quorum's shares opened and checked against the
+signed manifest; the KEK rebuilt and checked; in the target token the KEK transported (--kek-transport
+auto|rsa-aes|oaep|create; auto takes the first method an active probe confirmed), the CA key unwrapped
+(--ca-unwrap kwp, or host-cbcpad --allow-host-unwrap for tokens without RFC 5649, recorded as a
+deviation), hardened, copied to the token and proven; the KEK destroyed; the record sealed and linked to
+the one it imports from.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(o.Ceremony) == 0 || f.out == "" {
 				return usageError{errors.New("--ceremony and --out are required")}
 			}
-			rehearsal := f.hsm.rehearsal
-			pf, err := a.preflight(f.allow, rehearsal)
+			pf, facts, err := a.begin(&f)
 			if err != nil {
 				return err
 			}
+			rehearsal := f.hsm.rehearsal
 			if o.ExpectSeal, err = a.pinned(expectSeal, "expect-seal", "the record's seal", rehearsal); err != nil {
 				return err
 			}
 			if o.HSM, o.HSMPIN, o.HSMPINSource, err = a.hsmLater(&f.hsm, "ceremony import"); err != nil {
 				return hsmError(err)
 			}
-			o.Preflight, o.Rehearsal, o.Identities, o.Out = pf, rehearsal, f.identities, f.out
-			if o.HostFacts, err = a.hostFacts(); err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			res, err := ceremony.Import(ctx, o)
-			if err != nil {
-				return hsmError(err)
-			}
-			a.warn()
-			if f.asJSON {
-				return a.printJSON(res)
-			}
-			fmt.Fprintf(a.stdout, "imported CA key %s into %s\nKEK transport %s, CA unwrap %s\nproof of possession verified\nseal %s\n",
-				res.CAFingerprint, res.Token, res.Import.Transport, res.Import.CAUnwrap, res.Seal)
-			for _, d := range res.Import.Deviations {
-				fmt.Fprintf(a.stdout, "deviation: %s\n", d)
-			}
-			return nil
+			o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out = pf, facts, rehearsal, f.identities, f.out
+			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.ImportResult, error) { return ceremony.Import(ctx, o) },
+				func(res *ceremony.ImportResult) {
+					fmt.Fprintf(a.stdout, "imported CA key %s into %s\nKEK transport %s, CA unwrap %s\nproof of possession verified\nseal %s\n",
+						res.CAFingerprint, res.Token, res.Import.Transport, res.Import.CAUnwrap, res.Seal)
+					for _, d := range res.Import.Deviations {
+						fmt.Fprintf(a.stdout, "deviation: %s\n", d)
+					}
+				})
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd, true, false)
 	fl := cmd.Flags()
 	fl.StringArrayVar(&o.Ceremony, "ceremony", nil, "the record to import from (repeat for a chain of records, oldest first)")
 	fl.StringVar(&expectSeal, "expect-seal", "", "the record's latest seal from the minutes")
@@ -243,7 +284,6 @@ func (a *app) reshareCmd() *cobra.Command {
 		f                        flowFlags
 		o                        ceremony.NextGeneration
 		expectSeal, expectRoster string
-		witness                  string
 	)
 	cmd := &cobra.Command{
 		Use:   "reshare --ceremony DIR --roster NEW --out DIR",
@@ -260,50 +300,18 @@ destroy the old card keys with 'card retire'.
 Production pins the record (--expect-seal) and the new roster (--expect-roster-sha256).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(o.Ceremony) == 0 || o.Roster == "" || f.out == "" {
-				return usageError{errors.New("--ceremony, --roster and --out are required")}
-			}
-			rehearsal := f.hsm.rehearsal
-			if witness != "" && !rehearsal {
-				return usageError{errors.New("--witness confirms custodians only in rehearsal; witnesses type their names in production")}
-			}
-			pf, err := a.preflight(f.allow, rehearsal)
-			if err != nil {
+			if err := a.nextGeneration(&f, &o, expectSeal, expectRoster); err != nil {
 				return err
 			}
-			if o.ExpectSeal, err = a.pinned(expectSeal, "expect-seal", "the record's seal", rehearsal); err != nil {
-				return err
-			}
-			if o.ExpectRosterSHA256, err = a.pinned(expectRoster, "expect-roster-sha256", "the new roster's SHA-256", rehearsal); err != nil {
-				return err
-			}
-			o.Preflight, o.Rehearsal, o.Identities, o.Out = pf, rehearsal, f.identities, f.out
-			if o.HostFacts, err = a.hostFacts(); err != nil {
-				return err
-			}
-			o.Prompter = &terminalPrompter{a: a, rehearse: witness}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			res, err := ceremony.Reshare(ctx, o)
-			if err != nil {
-				return err
-			}
-			a.warn()
-			if f.asJSON {
-				return a.printJSON(res)
-			}
-			fmt.Fprintf(a.stdout, "reshared %s: generation %d supersedes %d (not revoked) in %s\nroster sha256 %s\nmanifest key  %s\nseal          %s\n",
-				res.CeremonyID, res.Generation, res.Supersedes, res.Dir, res.RosterSHA256, res.ManifestKey, res.Seal)
-			return nil
+			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.ReshareResult, error) { return ceremony.Reshare(ctx, o) },
+				func(res *ceremony.ReshareResult) {
+					fmt.Fprintf(a.stdout, "reshared %s: generation %d supersedes %d (not revoked) in %s\nroster sha256 %s\nmanifest key  %s\nseal          %s\n",
+						res.CeremonyID, res.Generation, res.Supersedes, res.Dir, res.RosterSHA256, res.ManifestKey, res.Seal)
+				})
 		},
 	}
-	f.register(cmd, false)
-	fl := cmd.Flags()
-	fl.StringArrayVar(&o.Ceremony, "ceremony", nil, "the records, oldest first; the last holds the current generation")
-	fl.StringVar(&expectSeal, "expect-seal", "", "the last record's seal from the minutes")
-	fl.StringVar(&o.Roster, "roster", "", "the new roster")
-	fl.StringVar(&expectRoster, "expect-roster-sha256", "", "the new roster's SHA-256 from the minutes")
-	fl.StringVar(&witness, "witness", "", "the witness confirming every new custodian (rehearsal only)")
+	f.register(cmd, false, true)
+	nextGenerationFlags(cmd, &o, &expectSeal, &expectRoster)
 	return cmd
 }
 
@@ -312,7 +320,6 @@ func (a *app) rekeyCmd() *cobra.Command {
 		f                        flowFlags
 		o                        ceremony.RekeyOptions
 		expectSeal, expectRoster string
-		witness                  string
 	)
 	cmd := &cobra.Command{
 		Use:   "rekey --ceremony DIR --roster NEW --module LIB --token-serial S --out DIR",
@@ -328,53 +335,22 @@ Production pins the record (--expect-seal), the new roster (--expect-roster-sha2
 (--expect-module-sha256) and the token (--token-serial).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(o.Ceremony) == 0 || o.Roster == "" || f.out == "" {
-				return usageError{errors.New("--ceremony, --roster and --out are required")}
-			}
-			rehearsal := f.hsm.rehearsal
-			if witness != "" && !rehearsal {
-				return usageError{errors.New("--witness confirms only in rehearsal; witnesses type their names in production")}
-			}
-			pf, err := a.preflight(f.allow, rehearsal)
-			if err != nil {
+			if err := a.nextGeneration(&f, &o.NextGeneration, expectSeal, expectRoster); err != nil {
 				return err
 			}
-			if o.ExpectSeal, err = a.pinned(expectSeal, "expect-seal", "the record's seal", rehearsal); err != nil {
-				return err
-			}
-			if o.ExpectRosterSHA256, err = a.pinned(expectRoster, "expect-roster-sha256", "the new roster's SHA-256", rehearsal); err != nil {
-				return err
-			}
+			var err error
 			if o.HSM, o.HSMPIN, o.HSMPINSource, err = a.hsmLater(&f.hsm, "ceremony rekey"); err != nil {
 				return hsmError(err)
 			}
-			o.Preflight, o.Rehearsal, o.Identities, o.Out = pf, rehearsal, f.identities, f.out
-			if o.HostFacts, err = a.hostFacts(); err != nil {
-				return err
-			}
-			o.Prompter = &terminalPrompter{a: a, rehearse: witness}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			res, err := ceremony.Rekey(ctx, o)
-			if err != nil {
-				return hsmError(err)
-			}
-			a.warn()
-			if f.asJSON {
-				return a.printJSON(res)
-			}
-			fmt.Fprintf(a.stdout, "rekeyed %s: generation %d revokes %d in %s\nroster sha256    %s\nnew manifest key %s\nold manifest key %s\nKEK check value  %s\nseal             %s\n",
-				res.CeremonyID, res.Generation, res.Supersedes, res.Dir, res.RosterSHA256, res.ManifestKey, res.OldManifestKey, res.KEKCheck, res.Seal)
-			return nil
+			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.RekeyResult, error) { return ceremony.Rekey(ctx, o) },
+				func(res *ceremony.RekeyResult) {
+					fmt.Fprintf(a.stdout, "rekeyed %s: generation %d revokes %d in %s\nroster sha256    %s\nnew manifest key %s\nold manifest key %s\nKEK check value  %s\nseal             %s\n",
+						res.CeremonyID, res.Generation, res.Supersedes, res.Dir, res.RosterSHA256, res.ManifestKey, res.OldManifestKey, res.KEKCheck, res.Seal)
+				})
 		},
 	}
-	f.register(cmd, true)
-	fl := cmd.Flags()
-	fl.StringArrayVar(&o.Ceremony, "ceremony", nil, "the records, oldest first; the last holds the current generation")
-	fl.StringVar(&expectSeal, "expect-seal", "", "the last record's seal from the minutes")
-	fl.StringVar(&o.Roster, "roster", "", "the new roster, of fresh keys")
-	fl.StringVar(&expectRoster, "expect-roster-sha256", "", "the new roster's SHA-256 from the minutes")
-	fl.StringVar(&o.Transport, "kek-transport", "auto", "how the KEKs enter the token: auto, oaep, create")
-	fl.StringVar(&witness, "witness", "", "the witness confirming custodians and destructions (rehearsal only)")
+	f.register(cmd, true, true)
+	nextGenerationFlags(cmd, &o.NextGeneration, &expectSeal, &expectRoster)
+	cmd.Flags().StringVar(&o.Transport, "kek-transport", "auto", "how the KEKs enter the token: auto, oaep, create")
 	return cmd
 }

@@ -2,10 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -61,11 +61,11 @@ standard output or standard error.`,
 			if len(o.Ceremony) == 0 || f.out == "" || o.Components == 0 {
 				return usageError{errors.New("--ceremony, --components and --out are required")}
 			}
-			rehearsal := f.hsm.rehearsal
-			pf, err := a.preflight(f.allow, rehearsal)
+			pf, facts, err := a.begin(&f)
 			if err != nil {
 				return err
 			}
+			rehearsal := f.hsm.rehearsal
 			if o.ExpectSeal, err = a.pinned(expectSeal, "expect-seal", "the record's seal", rehearsal); err != nil {
 				return err
 			}
@@ -75,25 +75,14 @@ standard output or standard error.`,
 			}
 			defer tty.Close()
 			o.Display = &ttyDisplay{tty: tty, r: bufio.NewReader(tty)}
-			o.Preflight, o.Rehearsal, o.Identities, o.Out = pf, rehearsal, f.identities, f.out
-			if o.HostFacts, err = a.hostFacts(); err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-			defer stop()
-			res, err := ceremony.Export(ctx, o)
-			if err != nil {
-				return err
-			}
-			a.warn()
-			if f.asJSON {
-				return a.printJSON(res)
-			}
-			fmt.Fprintf(a.stdout, "exported %d components of the KEK (%s) to %s\nseal %s\n", res.Components, res.KEKCheck, strings.Join(res.Holders, ", "), res.Seal)
-			return nil
+			o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out = pf, facts, rehearsal, f.identities, f.out
+			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.ExportResult, error) { return ceremony.Export(ctx, o) },
+				func(res *ceremony.ExportResult) {
+					fmt.Fprintf(a.stdout, "exported %d components of the KEK (%s) to %s\nseal %s\n", res.Components, res.KEKCheck, strings.Join(res.Holders, ", "), res.Seal)
+				})
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd, false, false)
 	fl := cmd.Flags()
 	fl.StringArrayVar(&o.Ceremony, "ceremony", nil, "the records, oldest first; the last holds the current generation")
 	fl.StringVar(&expectSeal, "expect-seal", "", "the last record's seal from the minutes")
