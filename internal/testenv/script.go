@@ -347,8 +347,14 @@ func cmdWriteFile(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(args[1]+"\n"), 0o600))
 }
 
-// scriptTokens are the tokens made by softhsm in this test process, by label.
+// scriptTokens are the tokens made by softhsm in this test process, by script and label: scripts run in
+// parallel and may use the same labels.
 var scriptTokens sync.Map
+
+type scriptToken struct {
+	ts    *testscript.TestScript
+	label string
+}
 
 func cmdSoftHSM(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
@@ -356,7 +362,7 @@ func cmdSoftHSM(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	tok, err := NewSoftHSMToken(args[0])
 	ts.Check(err)
-	scriptTokens.Store(args[0], tok)
+	scriptTokens.Store(scriptToken{ts, args[0]}, tok)
 	ts.Setenv("MODULE", tok.Module)
 	ts.Setenv("SOFTHSM2_CONF", os.Getenv("SOFTHSM2_CONF"))
 	ts.Setenv(strings.ToUpper(strings.ReplaceAll(args[0], "-", "_"))+"_SERIAL", tok.Serial)
@@ -371,7 +377,7 @@ func cmdObjects(ts *testscript.TestScript, neg bool, args []string) {
 	if _, err := fmt.Sscan(args[1], &n); err != nil {
 		ts.Fatalf("objects: %v", err)
 	}
-	v, ok := scriptTokens.Load(args[0])
+	v, ok := scriptTokens.Load(scriptToken{ts, args[0]})
 	if !ok {
 		ts.Fatalf("objects: no token %s made by softhsm", args[0])
 	}
