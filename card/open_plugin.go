@@ -108,7 +108,7 @@ func (c *Card) pluginSlot(slot Slot, ui PluginUI) (*openedSlot, error) {
 	} else if st.cert != nil {
 		pin, touch = certPolicy(st.cert, pin, touch)
 	}
-	x, err := c.exchanger(slot, spki, pin, touch, PINOptions{UI: pluginPINs{ui}}, fmt.Sprintf("Enter PIN for YubiKey with serial %d", c.serial))
+	x, err := c.exchanger(slot, spki, pin, touch, PINOptions{UI: pluginPINs{ui}}, fmt.Sprintf("custos (age plugin): PIN of YubiKey %d; the card will decrypt a file key with its key in slot %v", c.serial, slot))
 	if err != nil {
 		return nil, err
 	}
