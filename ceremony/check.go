@@ -45,7 +45,8 @@ type ReceiptCard struct {
 // ShareCheckOptions are the inputs of share check.
 type ShareCheckOptions struct {
 	Ceremony          string
-	ExpectManifestKey string
+	ExpectManifestKey string // the manifest key from the minutes (plain splits)
+	ExpectSeal        string // or the record's seal from the minutes (ceremony records)
 	Rehearsal         bool
 	Identity          string // a file holding the custodian's native age X25519 identity; "" for a card
 	Cards             CardOptions
@@ -63,7 +64,13 @@ func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
 			return nil, err
 		}
 	}
-	lm, err := loadManifest(o.Ceremony, o.ExpectManifestKey, o.Rehearsal)
+	var lm *loadedManifest
+	var err error
+	if o.ExpectSeal != "" {
+		lm, err = loadSealedManifest(o.Ceremony, o.ExpectSeal, o.Rehearsal)
+	} else {
+		lm, err = loadManifest(o.Ceremony, o.ExpectManifestKey, o.Rehearsal)
+	}
 	if err != nil {
 		return nil, err
 	}

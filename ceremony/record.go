@@ -79,6 +79,32 @@ func loadManifest(dir, expectKey string, rehearsal bool) (*loadedManifest, error
 	return &loadedManifest{Manifest: m, dir: dir, file: b}, nil
 }
 
+// loadSealedManifest reads the manifest of the record in dir pinned by its seal from the minutes: the
+// record's transcript and seal verify, the seal is the expected one, and the manifest is the file the
+// seal lists.
+func loadSealedManifest(dir, expectSeal string, rehearsal bool) (*loadedManifest, error) {
+	records, err := VerifyRecords([]string{dir}, expectSeal)
+	if err != nil {
+		return nil, err
+	}
+	vr := records[0]
+	if vr.Manifest == nil || vr.Outcome != OutcomeSuccess {
+		return nil, fmt.Errorf("%s holds no current generation of shares", dir)
+	}
+	path := filepath.Join(dir, "manifest.json")
+	b, err := readLimited(path, maxRecordFile)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if shares.FileSHA256(b) != vr.Body.Files["manifest.json"] {
+		return nil, fmt.Errorf("%w: %s is not the manifest the seal lists", ErrTranscript, path)
+	}
+	if vr.Manifest.Rehearsal != rehearsal {
+		return nil, fmt.Errorf("%s: rehearsal and production never mix", dir)
+	}
+	return &loadedManifest{Manifest: vr.Manifest, dir: dir, file: b}, nil
+}
+
 // path returns the path of a file of the record.
 func (lm *loadedManifest) path(rel string) string { return filepath.Join(lm.dir, rel) }
 

@@ -33,8 +33,10 @@ signing key ('custos transcript verify --receipt' checks it).`,
 				return usageError{fmt.Errorf("--ceremony is required")}
 			}
 			var err error
-			if o.ExpectManifestKey, err = a.pinned(o.ExpectManifestKey, "expect-manifest-key", "the manifest key fingerprint", o.Rehearsal); err != nil {
-				return err
+			if o.ExpectSeal == "" {
+				if o.ExpectManifestKey, err = a.pinned(o.ExpectManifestKey, "expect-manifest-key", "the manifest key fingerprint", o.Rehearsal); err != nil {
+					return err
+				}
 			}
 			pins, wipe, err := a.pinEntry(&cf, o.Rehearsal)
 			if err != nil {
@@ -62,7 +64,8 @@ signing key ('custos transcript verify --receipt' checks it).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Ceremony, "ceremony", "", "the record's directory")
-	f.StringVar(&o.ExpectManifestKey, "expect-manifest-key", "", "the manifest key fingerprint from the minutes")
+	f.StringVar(&o.ExpectManifestKey, "expect-manifest-key", "", "the manifest key fingerprint from the minutes (plain splits)")
+	f.StringVar(&o.ExpectSeal, "expect-seal", "", "the record's seal from the minutes (ceremony records)")
 	f.StringVarP(&o.Identity, "identity", "i", "", "a file holding the custodian's native age X25519 identity")
 	f.StringVarP(&o.Receipt, "output", "o", "", "where to write the receipt (must not exist)")
 	f.BoolVar(&o.Rehearsal, "rehearsal", false, "rehearsal: accept rehearsal records only")
