@@ -65,6 +65,7 @@ type AdoptOptions struct {
 	AllowHostUnwrap  bool            // unwrap the legacy blob on the host (cbc-pad, or a token without RFC 5649)
 
 	Identities []string
+	Cards      CardOptions // the new roster's cards, held together for the check round
 	Out        string
 	Rehearsal  bool
 	Preflight  *PreflightReport
@@ -89,7 +90,7 @@ type AdoptResult struct {
 
 // AdoptSteps are the steps of an adoption.
 var AdoptSteps = concat(
-	[]string{"preflight", "pins", "legacy", "witness", "token", "components", "legacy-key", "legacy-mac", "kek", "adopt", "software-check"},
+	[]string{"preflight", "pins", "legacy", "witness", "liveness", "token", "components", "legacy-key", "legacy-mac", "kek", "adopt", "software-check"},
 	prefixed("trial-import", hsm.ImportSteps),
 	[]string{"split", "check-round", "manifest", "envelopes", "minutes", "seal"},
 )
@@ -151,11 +152,13 @@ func Adopt(ctx context.Context, o AdoptOptions) (res *AdoptResult, err error) {
 	if a.in, err = readLegacy(o); err != nil {
 		return nil, err
 	}
-	keys, err := softwareKeys(o.Identities, rosterRecipients(a.g.roster), "the roster")
-	if err != nil {
+	if a.g.cardRecords, err = verifyRosterCards(a.g.roster, o.Rehearsal); err != nil {
 		return nil, err
 	}
-	if a.g.newKeys, err = allPresent(keys, a.g.roster); err != nil {
+	if len(a.g.cardRecords) > 0 && (o.Cards.Selector == nil || o.Cards.Selector.OneReader) {
+		return nil, fmt.Errorf("%w: the roster's card custodians bring their cards together (not --one-reader)", ErrUsage)
+	}
+	if a.g.newKeys, err = softwareKeys(o.Identities, rosterRecipients(a.g.roster), "the roster"); err != nil {
 		return nil, err
 	}
 	if err := fsx.CheckNew(o.Out); err != nil {
@@ -173,7 +176,7 @@ func Adopt(ctx context.Context, o AdoptOptions) (res *AdoptResult, err error) {
 		return nil, err
 	}
 	a.g.run = a.run
-	defer a.close()
+	defer a.g.close() // the cards held, and the record
 	defer func() {
 		clear(a.legacy)
 		clear(a.kek)
@@ -188,7 +191,7 @@ func Adopt(ctx context.Context, o AdoptOptions) (res *AdoptResult, err error) {
 	if err := a.event("preflight", Actor{Role: "custos"}, o.Preflight.Facts()); err != nil {
 		return nil, err
 	}
-	if err := a.steps(ctx, step{"pins", a.pins}, step{"legacy", a.legacyFacts}, step{"witness", a.witness}, step{"token", a.token},
+	if err := a.steps(ctx, step{"pins", a.pins}, step{"legacy", a.legacyFacts}, step{"witness", a.witness}, step{"liveness", a.liveness}, step{"token", a.token},
 		step{"components", a.components}, step{"legacy-key", a.legacyKey}, step{"legacy-mac", a.legacyMAC}, step{"kek", a.makeKEK},
 		step{"adopt", a.adopt}, step{"software-check", a.softwareCheck}, step{"trial-import", a.trialImport}, step{"split", a.split},
 		step{"manifest", a.manifest}, step{"envelopes", a.envelopes}, step{"minutes", a.minutes}); err != nil {
@@ -315,7 +318,24 @@ func (a *adoption) legacyFacts(context.Context) error {
 	})
 }
 
-func (a *adoption) witness(context.Context) error { return a.witnessRoster(a.o.Prompter, a.g.roster) }
+// liveness brings the new custodians' cards together, each proving its liveness, and checks that every
+// custodian is present for the check round.
+func (a *adoption) liveness(context.Context) error {
+	held, release, err := holdCards(a.o.Cards, rosterCards(a.g.roster, a.g.cardRecords), "adopt", a.id, "decrypt its new share and check token (check round), and co-sign the record")
+	if err != nil {
+		return err
+	}
+	a.g.release = release
+	a.g.newKeys = append(a.g.newKeys, held...)
+	if _, err := allPresent(a.g.newKeys, a.g.roster); err != nil {
+		return err
+	}
+	return a.event("liveness", Actor{Role: "custos"}, Facts{"cards": len(held)})
+}
+
+func (a *adoption) witness(context.Context) error {
+	return a.witnessRoster(a.o.Prompter, a.g.roster, a.g.cardRecords)
+}
 
 // components asks for each component and checks it against its own check value before asking for the
 // next; the legacy key is their XOR.

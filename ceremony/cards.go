@@ -74,30 +74,103 @@ func cardKey(co CardOptions, c *card.Card, e card.Expected, flow, record, purpos
 
 // holdCards opens the present cards of want all at once and proves each one's liveness; the keys it
 // returns (in want's order, for the cards present) stay usable until release.
-func holdCards(co CardOptions, want []card.Expected, flow, record, purpose string) (keys []presentKey, release func(), err error) {
-	cards, err := co.Selector.Hold(want)
+func holdCards(co CardOptions, want []card.Expected, flow, record, purpose string) ([]presentKey, func(), error) {
+	sets, release, err := holdAll(co, flow, record, purpose, want)
 	if err != nil {
 		return nil, nil, err
 	}
-	release = func() {
+	return sets[0], release, nil
+}
+
+// holdAll holds the present cards of several sets of custodian entries together (the quorum of one
+// generation and the custodians of the next, say), each card opened once even when it holds keys of
+// both, proves each card's liveness, and returns per set a key for every entry whose card is present,
+// usable until release.
+func holdAll(co CardOptions, flow, record, purpose string, sets ...[]card.Expected) ([][]presentKey, func(), error) {
+	out := make([][]presentKey, len(sets))
+	var union []card.Expected
+	for _, set := range sets {
+		for _, e := range set {
+			if !slices.ContainsFunc(union, func(u card.Expected) bool { return u.Serial == e.Serial }) {
+				union = append(union, e)
+			}
+		}
+	}
+	if co.Selector == nil || len(union) == 0 {
+		return out, func() {}, nil
+	}
+	cards, err := co.Selector.Hold(union)
+	if err != nil {
+		return nil, nil, err
+	}
+	release := func() {
 		for _, c := range cards {
 			if c != nil {
 				c.Close()
 			}
 		}
 	}
-	for i, c := range cards {
-		if c == nil {
-			continue
+	for i, set := range sets {
+		for _, e := range set {
+			c := cards[slices.IndexFunc(union, func(u card.Expected) bool { return u.Serial == e.Serial })]
+			if c == nil {
+				continue
+			}
+			k, err := cardKey(co, c, e, flow, record, purpose)
+			if err != nil {
+				release()
+				return nil, nil, err
+			}
+			out[i] = append(out[i], k)
 		}
-		k, err := cardKey(co, c, want[i], flow, record, purpose)
-		if err != nil {
-			release()
-			return nil, nil, err
-		}
-		keys = append(keys, k)
 	}
-	return keys, release, nil
+	return out, release, nil
+}
+
+// rosterCards returns what the verified records of a roster's card custodians pin, in roster order.
+func rosterCards(r *shares.Roster, records map[string]*card.Record) []card.Expected {
+	var out []card.Expected
+	for _, m := range r.Custodians {
+		if rec, ok := records[m.Name]; ok {
+			out = append(out, card.ExpectedFromRecord(rec))
+		}
+	}
+	return out
+}
+
+// withoutKeys drops the entries of want whose custodian already has a key.
+func withoutKeys(want []card.Expected, have []presentKey) []card.Expected {
+	return slices.DeleteFunc(slices.Clone(want), func(e card.Expected) bool {
+		return slices.ContainsFunc(have, func(k presentKey) bool { return k.name == e.Name })
+	})
+}
+
+// quorumKeys brings the cards of a manifest's custodians who are not among have: held together when they
+// can be (their signers then co-sign the seal; release when done), or one after another with
+// --one-reader, each card proving liveness and opening its share at its turn (no co-signing then).
+func quorumKeys(co CardOptions, lm *loadedManifest, have []presentKey, flow, record string) ([]presentKey, func(), error) {
+	want, err := expectedCards(lm.Manifest)
+	if err != nil {
+		return nil, nil, err
+	}
+	want = withoutKeys(want, have)
+	if co.Selector == nil || len(want) == 0 {
+		return nil, func() {}, nil
+	}
+	if co.Selector.OneReader {
+		keys, err := cardShares(co, lm, have)
+		for i := range keys {
+			keys[i].signer = nil // the card has left; it cannot co-sign
+		}
+		return keys, func() {
+			for _, k := range keys {
+				if r, ok := k.identity.(*replayIdentity); ok {
+					r.wipe()
+				}
+			}
+		}, err
+	}
+	return holdCards(co, want, flow, record, "decrypt its share")
 }
 
 // cardShares opens, card after card, the shares of the record's custodians whose cards are present and
@@ -109,9 +182,7 @@ func cardShares(co CardOptions, lm *loadedManifest, have []presentKey) ([]presen
 	if err != nil {
 		return nil, err
 	}
-	want = slices.DeleteFunc(want, func(e card.Expected) bool {
-		return slices.ContainsFunc(have, func(k presentKey) bool { return k.name == e.Name })
-	})
+	want = withoutKeys(want, have)
 	var out []presentKey
 	err = withCards(co, want, 0, "combine", lm.CeremonyID, "decrypt its share", func(k presentKey) (bool, error) {
 		e, _ := lm.Custodian(k.name)

@@ -25,6 +25,7 @@ type ExportOptions struct {
 	ExpectSeal string
 	Components int
 	Identities []string
+	Cards      CardOptions
 	Out        string
 	Rehearsal  bool
 	Preflight  *PreflightReport
@@ -125,6 +126,12 @@ func Export(ctx context.Context, o ExportOptions) (res *ExportResult, err error)
 		return nil, err
 	}
 	r.step = "quorum"
+	cards, release, err := quorumKeys(o.Cards, &loadedManifest{Manifest: m, dir: vr.Dir}, keys, "export", id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	keys = append(keys, cards...)
 	for _, k := range keys {
 		if err := r.t.Append("quorum", Actor{Role: "custodian", Name: k.name}, Facts{"key": k.source}); err != nil {
 			return nil, err

@@ -16,6 +16,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/hsm"
 	"github.com/custos-pki/custos/internal/fsx"
 	"github.com/custos-pki/custos/shares"
@@ -47,6 +48,7 @@ type GenerateOptions struct {
 	Validity           time.Duration
 	KeepCAKey          bool     // lock the CA key (not extractable) instead of destroying it
 	Identities         []string // identity files of software custodians (for the check round)
+	Cards              CardOptions
 	Out                string
 	Rehearsal          bool
 	Preflight          *PreflightReport // run first, before any pin is asked for
@@ -73,6 +75,9 @@ type GenerateResult struct {
 // generation is the state of one generation ceremony between steps.
 type generation struct {
 	*run
+	records     map[string]*card.Record // the roster's verified card custodians
+	cardWant    []card.Expected
+	release     func() // the cards held together
 	o           GenerateOptions
 	pf          *PreflightReport
 	roster      *shares.Roster
@@ -163,13 +168,18 @@ func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err 
 		CAFingerprint: g.file.Fingerprint, KEKCheck: g.m.SecretCheck, Seal: seal, CAKeyKept: o.KeepCAKey}, nil
 }
 
-// presentKeys opens the keys of every custodian for the check round: all must be present.
+// presentKeys verifies the roster's card custodians and reads the software custodians' identities. The
+// check round needs every custodian: the cards are brought at the liveness step.
 func (g *generation) presentKeys() error {
-	keys, err := softwareKeys(g.o.Identities, rosterRecipients(g.roster), "the roster")
-	if err != nil {
+	var err error
+	if g.records, err = verifyRosterCards(g.roster, g.o.Rehearsal); err != nil {
 		return err
 	}
-	g.keys, err = allPresent(keys, g.roster)
+	g.cardWant = rosterCards(g.roster, g.records)
+	if len(g.cardWant) > 0 && g.o.Cards.Selector == nil {
+		return fmt.Errorf("%w: the roster has card custodians; bring their cards", ErrUsage)
+	}
+	g.keys, err = softwareKeys(g.o.Identities, rosterRecipients(g.roster), "the roster")
 	return err
 }
 
@@ -182,17 +192,32 @@ func (g *generation) pins(context.Context) error {
 }
 
 func (g *generation) witness(context.Context) error {
-	return g.witnessRoster(g.o.Prompter, g.roster)
+	return g.witnessRoster(g.o.Prompter, g.roster, g.records)
 }
 
+// liveness brings the card custodians' cards together, each proving its liveness before any PIN, and
+// checks that every custodian is present. With --one-reader each card proves it at its turn in the check
+// round instead.
 func (g *generation) liveness(context.Context) error {
 	var cards []any
-	for _, k := range g.keys {
-		if k.signer != nil {
-			cards = append(cards, k.source)
+	if len(g.cardWant) > 0 && !g.o.Cards.Selector.OneReader {
+		held, release, err := holdCards(g.o.Cards, g.cardWant, "generate", g.id, "decrypt its new share and check token (check round), and co-sign the record")
+		if err != nil {
+			return err
 		}
+		g.release = release
+		for _, k := range held {
+			cards = append(cards, Facts{"custodian": k.name, "key": k.source, "liveness": "signed " + card.LiveFormat + " challenge verified"})
+		}
+		g.keys = append(g.keys, held...)
 	}
-	return g.event("liveness", Actor{Role: "custos"}, Facts{"cards": cards, "software_custodians": len(g.keys) - len(cards)})
+	mode := "together"
+	if len(g.cardWant) > 0 && g.o.Cards.Selector.OneReader {
+		mode = "one reader: each card proves liveness at its turn in the check round"
+	} else if _, err := allPresent(g.keys, g.roster); err != nil {
+		return err
+	}
+	return g.event("liveness", Actor{Role: "custos"}, Facts{"cards": cards, "mode": mode, "software_custodians": len(g.keys) - len(cards)})
 }
 
 func (g *generation) token(ctx context.Context) error {
@@ -296,6 +321,7 @@ func (g *generation) split(context.Context) error {
 	if err := writeShares(g.out, g.m, g.roster, recipients, g.kek); err != nil {
 		return err
 	}
+	pinCards(g.m, g.records)
 	if err := g.out.WriteFile("roster.json", g.rosterBytes); err != nil {
 		return err
 	}
@@ -309,7 +335,25 @@ func (g *generation) split(context.Context) error {
 	return g.event("split", Actor{Role: "custos"}, Facts{"threshold": g.m.Threshold, "custodians": entries})
 }
 
-func (g *generation) checkRound(context.Context) error { return g.run.checkRound(g.m, g.keys) }
+// checkRound has every custodian open its share and check token from disk: the keys present, and with
+// --one-reader the cards one after another.
+func (g *generation) checkRound(context.Context) error {
+	if len(g.cardWant) == 0 || !g.o.Cards.Selector.OneReader {
+		return g.run.checkRound(g.m, g.keys)
+	}
+	checked := 0
+	err := withCards(g.o.Cards, g.cardWant, 0, "generate", g.id, "decrypt its new share and check token (check round)", func(k presentKey) (bool, error) {
+		checked++
+		return true, g.run.checkRound(g.m, []presentKey{k})
+	})
+	if err != nil {
+		return err
+	}
+	if checked < len(g.cardWant) {
+		return fmt.Errorf("check round: %d of the %d cards came; every card opens its share before the manifest is signed", checked, len(g.cardWant))
+	}
+	return g.run.checkRound(g.m, g.keys)
+}
 
 func (g *generation) certificate(context.Context) error {
 	if g.o.Subject == "" {
@@ -429,6 +473,9 @@ func (g *generation) abort(cause error) error {
 }
 
 func (g *generation) wipe() {
+	if g.release != nil {
+		g.release()
+	}
 	clear(g.kek)
 	clear(g.mkey)
 	if g.sess != nil {

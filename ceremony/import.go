@@ -29,6 +29,7 @@ type ImportOptions struct {
 	CAUnwrap        string // kwp, host-cbcpad
 	AllowHostUnwrap bool
 	Identities      []string // identity files of software custodians in the quorum
+	Cards           CardOptions
 	Out             string
 	Rehearsal       bool
 	Preflight       *PreflightReport // run first, before any pin is asked for
@@ -51,6 +52,7 @@ type ImportResult struct {
 // importRun is one import ceremony between steps.
 type importRun struct {
 	*run
+	release func() // the cards held
 	o       ImportOptions
 	records []*VerifiedRecord
 	vr      *VerifiedRecord
@@ -110,6 +112,9 @@ func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error)
 	}
 	defer im.close()
 	defer func() {
+		if im.release != nil {
+			im.release()
+		}
 		clear(im.kek)
 		clear(im.mkey)
 		if im.sess != nil {
@@ -239,8 +244,13 @@ func (im *importRun) quorum(context.Context) error {
 		return err
 	}
 	keys = assign(keys, manifestRecipients(im.m))
-	im.keys = keys
-	for _, k := range keys {
+	cards, release, err := quorumKeys(im.o.Cards, &loadedManifest{Manifest: im.m, dir: im.vr.Dir}, keys, "import", im.id)
+	if err != nil {
+		return err
+	}
+	im.release = release
+	im.keys = append(keys, cards...)
+	for _, k := range im.keys {
 		if err := im.t.Append("quorum", Actor{Role: "custodian", Name: k.name}, Facts{"key": k.source}); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/internal/fsx"
 	"github.com/custos-pki/custos/shares"
 )
@@ -27,6 +28,7 @@ type NextGeneration struct {
 	Preflight          *PreflightReport
 	HostFacts          Facts
 	Prompter           Prompter
+	Cards              CardOptions // the cards of the quorum and of the new roster, held together
 	Now                func() time.Time
 	AfterStep          func(step string) error
 }
@@ -42,6 +44,8 @@ type regen struct {
 	rosterBytes []byte
 	quorum      []presentKey
 	newKeys     []presentKey
+	cardRecords map[string]*card.Record // the new roster's verified card custodians
+	release     func()                  // the cards held
 }
 
 // startRegen checks everything that needs no secret and no card PIN (pins first, then the flow's own
@@ -75,6 +79,9 @@ func startRegen(flow string, o NextGeneration, check func(*regen) error, facts F
 	if g.rosterBytes, g.roster, err = loadRoster(o.Roster, o.ExpectRosterSHA256, o.Rehearsal); err != nil {
 		return nil, err
 	}
+	if g.cardRecords, err = verifyRosterCards(g.roster, o.Rehearsal); err != nil {
+		return nil, err
+	}
 	if check != nil {
 		if err := check(g); err != nil {
 			return nil, err
@@ -91,10 +98,13 @@ func startRegen(flow string, o NextGeneration, check func(*regen) error, facts F
 	if err := unassigned(keys, "ceremony "+g.old.CeremonyID+" or the new roster", oldRecips, newRecips); err != nil {
 		return nil, err
 	}
-	if g.newKeys, err = allPresent(keys, g.roster); err != nil {
-		return nil, err
+	g.newKeys, g.quorum = assign(keys, newRecips), assign(keys, oldRecips)
+	if o.Cards.Selector == nil && len(g.cardRecords) > 0 {
+		return nil, fmt.Errorf("%w: the new roster has card custodians; bring their cards", ErrUsage)
 	}
-	g.quorum = assign(keys, oldRecips)
+	if o.Cards.Selector != nil && o.Cards.Selector.OneReader {
+		return nil, fmt.Errorf("%w: %s needs the cards of the quorum and of the new roster together, not --one-reader", ErrUsage, flow)
+	}
 	if err := fsx.CheckNew(o.Out); err != nil {
 		return nil, err
 	}
@@ -144,12 +154,26 @@ func (g *regen) begin(pins Facts, carry ...string) error {
 		return err
 	}
 	g.step = "witness"
-	return g.witnessRoster(g.o.Prompter, g.roster)
+	return g.witnessRoster(g.o.Prompter, g.roster, g.cardRecords)
 }
 
 // rebuild has the quorum of the current generation rebuild its KEK.
 func (g *regen) rebuild(ctx context.Context) ([]byte, []byte, error) {
 	g.step = "quorum"
+	oldWant, err := expectedCards(g.old)
+	if err != nil {
+		return nil, nil, err
+	}
+	held, release, err := holdAll(g.o.Cards, g.flow, g.id, "decrypt its share, or its new share and check token (check round)",
+		withoutKeys(oldWant, g.quorum), withoutKeys(rosterCards(g.roster, g.cardRecords), g.newKeys))
+	if err != nil {
+		return nil, nil, err
+	}
+	g.release = release
+	g.quorum, g.newKeys = append(g.quorum, held[0]...), append(g.newKeys, held[1]...)
+	if _, err := allPresent(g.newKeys, g.roster); err != nil {
+		return nil, nil, err
+	}
 	for _, k := range g.quorum {
 		if err := g.t.Append("quorum", Actor{Role: "custodian", Name: k.name}, Facts{"key": k.source, "generation": g.old.Generation}); err != nil {
 			return nil, nil, err
@@ -198,6 +222,7 @@ func (g *regen) splitAndCheck(m *shares.Manifest, secret []byte) error {
 	if err := writeShares(g.out, m, g.roster, recipients, secret); err != nil {
 		return err
 	}
+	pinCards(m, g.cardRecords)
 	if err := g.out.WriteFile("roster.json", g.rosterBytes); err != nil {
 		return err
 	}
@@ -221,4 +246,12 @@ func (g *regen) writeManifest(m *shares.Manifest, key []byte, extra Facts) ([]by
 	fp, _ := m.ManifestKeyFingerprint()
 	extra["manifest_sha256"], extra["manifest_key"], extra["supersedes"] = shares.FileSHA256(mb), fp, m.Previous.ManifestSHA256
 	return mb, g.event("manifest", Actor{Role: "custos"}, extra)
+}
+
+// close releases the cards held and the record being written.
+func (g *regen) close() {
+	if g.release != nil {
+		g.release()
+	}
+	g.run.close()
 }

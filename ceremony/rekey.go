@@ -230,8 +230,8 @@ func Rekey(ctx context.Context, o RekeyOptions) (res *RekeyResult, err error) {
 		RosterSHA256: m.RosterSHA, OldManifestKey: oldFP, ManifestKey: newFP, KEKCheck: m.SecretCheck, Seal: seal}, nil
 }
 
-// freshKeys refuses a new roster that reuses a key of any generation of the records given: a rekey
-// revokes only if the old keys can no longer open anything.
+// freshKeys refuses a new roster that reuses a key, or a card slot, of any generation of the records
+// given: a rekey revokes only if the old keys can no longer open anything.
 func (g *regen) freshKeys() error {
 	for _, vr := range g.records {
 		if vr.Manifest == nil {
@@ -241,6 +241,10 @@ func (g *regen) freshKeys() error {
 			for _, mem := range g.roster.Custodians {
 				if mem.Recipient == e.Recipient {
 					return fmt.Errorf("new custodian %q uses the key %s of generation %d; a rekey needs fresh keys (card enroll --decryption-key-only)", mem.Name, e.Recipient, vr.Manifest.Generation)
+				}
+				rec, ok := g.cardRecords[mem.Name]
+				if ci := e.Card; ok && ci != nil && ci.Serial == rec.Serial && ci.Slot == rec.Decryption.Slot.String() {
+					return fmt.Errorf("new custodian %q uses slot %s of YubiKey %d, which generation %d used; a rekey needs a fresh slot (card enroll --decryption-key-only)", mem.Name, ci.Slot, ci.Serial, vr.Manifest.Generation)
 				}
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/custos-pki/custos/card"
 	"github.com/custos-pki/custos/hsm"
 	"github.com/custos-pki/custos/internal/fsx"
 	"github.com/custos-pki/custos/shares"
@@ -106,15 +107,19 @@ func (r *run) close() {
 	r.out.Abort()
 }
 
-// witnessRoster has a witness confirm each custodian of a roster that is to receive shares.
-func (r *run) witnessRoster(p Prompter, roster *shares.Roster) error {
+// witnessRoster has a witness confirm each custodian of a roster that is to receive shares and, for a
+// card custodian, the serial printed on the card.
+func (r *run) witnessRoster(p Prompter, roster *shares.Roster, records map[string]*card.Record) error {
 	for _, m := range roster.Custodians {
 		var serial uint32
+		if rec, ok := records[m.Name]; ok {
+			serial = rec.Serial
+		}
 		w, err := p.Witness(r.flow, r.id, m.Name, serial)
 		if err != nil {
 			return fmt.Errorf("witness for %q: %w", m.Name, err)
 		}
-		if err := r.t.Append("witness", Actor{Role: "witness", Name: w}, Facts{"custodian": m.Name, "recipient": m.Recipient, "kind": m.Kind, "confirmed": true}); err != nil {
+		if err := r.t.Append("witness", Actor{Role: "witness", Name: w}, Facts{"custodian": m.Name, "recipient": m.Recipient, "kind": m.Kind, "card_serial": int(serial), "confirmed": true}); err != nil {
 			return err
 		}
 	}

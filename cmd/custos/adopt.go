@@ -166,6 +166,11 @@ then a witness confirms the destruction of each envelope. Components come from t
 				o.Source, o.ComponentsSource = &ttyComponents{a: a, tty: tty, r: bufio.NewReader(tty)}, "terminal"
 			}
 			o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out, o.Prompter = pf, facts, rehearsal, f.identities, f.out, a.prompter(&f)
+			var wipe func()
+			if o.Cards, wipe, err = a.cardOptions(&f); err != nil {
+				return err
+			}
+			defer wipe()
 			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.AdoptResult, error) { return ceremony.Adopt(ctx, o) },
 				func(res *ceremony.AdoptResult) {
 					where := "in the token"

@@ -25,6 +25,7 @@ func (a *app) ceremonyCmd() *cobra.Command {
 // flowFlags are the flags every ceremony shares.
 type flowFlags struct {
 	hsm        hsmFlags
+	cards      cardFlags
 	allow      []string
 	identities []string
 	out        string
@@ -44,6 +45,7 @@ func (f *flowFlags) register(cmd *cobra.Command, withHSM, withWitness bool) {
 	if withWitness {
 		fl.StringVar(&f.witness, "witness", "", "the witness confirming every custodian and destruction (rehearsal only)")
 	}
+	f.cards.register(cmd)
 	fl.StringArrayVar(&f.allow, "allow-deviation", nil, "accept a failed preflight check as a recorded deviation (repeatable)")
 	fl.StringArrayVarP(&f.identities, "identity", "i", nil, "identity file of a software custodian (repeatable)")
 	fl.StringVar(&f.out, "out", "", "the new record directory (must not exist)")
@@ -62,6 +64,15 @@ func (a *app) begin(f *flowFlags) (*ceremony.PreflightReport, ceremony.Facts, er
 	}
 	facts, err := a.hostFacts()
 	return pf, facts, err
+}
+
+// cardOptions are how the flow reaches the custodians' cards; call wipe when the flow is done.
+func (a *app) cardOptions(f *flowFlags) (ceremony.CardOptions, func(), error) {
+	pins, wipe, err := a.pinEntry(&f.cards, f.hsm.rehearsal)
+	if err != nil {
+		return ceremony.CardOptions{}, nil, err
+	}
+	return ceremony.CardOptions{Selector: a.selector(&f.cards, f.hsm.rehearsal), PIN: pins}, wipe, nil
 }
 
 // prompter asks the flow's witnesses: on the terminal, or with the --witness name in rehearsal.
@@ -85,24 +96,27 @@ func runFlow[T any](a *app, cmd *cobra.Command, asJSON bool, flow func(context.C
 	return nil
 }
 
-// nextGeneration fills the shared inputs of reshare and rekey, pins typed where the flags are missing.
-func (a *app) nextGeneration(f *flowFlags, o *ceremony.NextGeneration, expectSeal, expectRoster string) error {
+// nextGeneration fills the shared inputs of reshare and rekey, pins typed where the flags are missing;
+// call the returned wipe when the flow is done.
+func (a *app) nextGeneration(f *flowFlags, o *ceremony.NextGeneration, expectSeal, expectRoster string) (func(), error) {
 	if len(o.Ceremony) == 0 || o.Roster == "" || f.out == "" {
-		return usageError{errors.New("--ceremony, --roster and --out are required")}
+		return nil, usageError{errors.New("--ceremony, --roster and --out are required")}
 	}
 	pf, facts, err := a.begin(f)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rehearsal := f.hsm.rehearsal
 	if o.ExpectSeal, err = a.pinned(expectSeal, "expect-seal", "the record's seal", rehearsal); err != nil {
-		return err
+		return nil, err
 	}
 	if o.ExpectRosterSHA256, err = a.pinned(expectRoster, "expect-roster-sha256", "the new roster's SHA-256", rehearsal); err != nil {
-		return err
+		return nil, err
 	}
 	o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out, o.Prompter = pf, facts, rehearsal, f.identities, f.out, a.prompter(f)
-	return nil
+	var wipe func()
+	o.Cards, wipe, err = a.cardOptions(f)
+	return wipe, err
 }
 
 // nextGenerationFlags registers the flags of nextGeneration.
@@ -207,6 +221,11 @@ Production pins the roster (--expect-roster-sha256), the module (--expect-module
 				return usageError{errors.New("--subject needs --validity (2922 to 9132 days, e.g. 87600h)")}
 			}
 			o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out, o.Prompter = pf, facts, rehearsal, f.identities, f.out, a.prompter(&f)
+			var wipe func()
+			if o.Cards, wipe, err = a.cardOptions(&f); err != nil {
+				return err
+			}
+			defer wipe()
 			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.GenerateResult, error) { return ceremony.Generate(ctx, o) },
 				func(res *ceremony.GenerateResult) {
 					fmt.Fprintf(a.stdout, "generated %s in %s\nroster sha256   %s\nmanifest key    %s\nCA fingerprint  %s\nKEK check value %s\nseal            %s\n",
@@ -259,6 +278,11 @@ the one it imports from.`,
 				return hsmError(err)
 			}
 			o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out = pf, facts, rehearsal, f.identities, f.out
+			var wipe func()
+			if o.Cards, wipe, err = a.cardOptions(&f); err != nil {
+				return err
+			}
+			defer wipe()
 			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.ImportResult, error) { return ceremony.Import(ctx, o) },
 				func(res *ceremony.ImportResult) {
 					fmt.Fprintf(a.stdout, "imported CA key %s into %s\nKEK transport %s, CA unwrap %s\nproof of possession verified\nseal %s\n",
@@ -300,9 +324,11 @@ destroy the old card keys with 'card retire'.
 Production pins the record (--expect-seal) and the new roster (--expect-roster-sha256).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.nextGeneration(&f, &o, expectSeal, expectRoster); err != nil {
+			wipe, err := a.nextGeneration(&f, &o, expectSeal, expectRoster)
+			if err != nil {
 				return err
 			}
+			defer wipe()
 			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.ReshareResult, error) { return ceremony.Reshare(ctx, o) },
 				func(res *ceremony.ReshareResult) {
 					fmt.Fprintf(a.stdout, "reshared %s: generation %d supersedes %d (not revoked) in %s\nroster sha256 %s\nmanifest key  %s\nseal          %s\n",
@@ -335,10 +361,11 @@ Production pins the record (--expect-seal), the new roster (--expect-roster-sha2
 (--expect-module-sha256) and the token (--token-serial).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := a.nextGeneration(&f, &o.NextGeneration, expectSeal, expectRoster); err != nil {
+			wipe, err := a.nextGeneration(&f, &o.NextGeneration, expectSeal, expectRoster)
+			if err != nil {
 				return err
 			}
-			var err error
+			defer wipe()
 			if o.HSM, o.HSMPIN, o.HSMPINSource, err = a.hsmLater(&f.hsm, "ceremony rekey"); err != nil {
 				return hsmError(err)
 			}

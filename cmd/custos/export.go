@@ -76,6 +76,11 @@ standard output or standard error.`,
 			defer tty.Close()
 			o.Display = &ttyDisplay{tty: tty, r: bufio.NewReader(tty)}
 			o.Preflight, o.HostFacts, o.Rehearsal, o.Identities, o.Out = pf, facts, rehearsal, f.identities, f.out
+			var wipe func()
+			if o.Cards, wipe, err = a.cardOptions(&f); err != nil {
+				return err
+			}
+			defer wipe()
 			return runFlow(a, cmd, f.asJSON, func(ctx context.Context) (*ceremony.ExportResult, error) { return ceremony.Export(ctx, o) },
 				func(res *ceremony.ExportResult) {
 					fmt.Fprintf(a.stdout, "exported %d components of the KEK (%s) to %s\nseal %s\n", res.Components, res.KEKCheck, strings.Join(res.Holders, ", "), res.Seal)
