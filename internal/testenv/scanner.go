@@ -99,7 +99,7 @@ func (s *Scanner) Scan(where string, data []byte) []Finding {
 	return out
 }
 
-// ScanPaths scans files and every file below directories, skipping the paths in except.
+// ScanPaths scans files and every file below directories, skipping the files and directories in except.
 func (s *Scanner) ScanPaths(paths []string, except ...string) ([]Finding, error) {
 	skip := map[string]bool{}
 	for _, e := range except {
@@ -112,7 +112,11 @@ func (s *Scanner) ScanPaths(paths []string, except ...string) ([]Finding, error)
 			if err != nil {
 				return err
 			}
-			if abs, _ := filepath.Abs(p); skip[abs] || !d.Type().IsRegular() {
+			abs, _ := filepath.Abs(p)
+			switch {
+			case skip[abs] && d.IsDir():
+				return filepath.SkipDir
+			case skip[abs] || !d.Type().IsRegular():
 				return nil
 			}
 			b, err := os.ReadFile(p)

@@ -50,13 +50,15 @@ func TestScanPaths(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "a", "b", "leak"), []byte(hex.EncodeToString(v)), 0o600)
 	os.WriteFile(filepath.Join(dir, "out"), v, 0o600)
 	os.WriteFile(filepath.Join(dir, "clean"), []byte("nothing"), 0o600)
+	os.MkdirAll(filepath.Join(dir, "hardware", "deep"), 0o700)
+	os.WriteFile(filepath.Join(dir, "hardware", "deep", "state"), v, 0o600)
 	s, _ := NewScanner(Secret{"kek", v})
-	f, err := s.ScanPaths([]string{dir}, filepath.Join(dir, "out"))
+	f, err := s.ScanPaths([]string{dir}, filepath.Join(dir, "out"), filepath.Join(dir, "hardware"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(f) != 1 || !strings.HasSuffix(f[0].Where, "leak") {
-		t.Fatalf("findings %v, want exactly the leak (out is excepted)", f)
+		t.Fatalf("findings %v, want exactly the leak (out and the hardware directory are excepted)", f)
 	}
 }
 

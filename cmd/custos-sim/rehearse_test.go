@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/custos-pki/custos/internal/testenv"
+	"github.com/custos-pki/custos/wrap"
+)
+
+// built holds the custos and custos-sim binaries, built once per test process the way `make build` does.
+var built = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "custos-rehearse-bin-")
+	if err != nil {
+		return "", err
+	}
+	for _, c := range []string{"custos", "custos-sim"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, c), "github.com/custos-pki/custos/cmd/"+c).CombinedOutput()
+		if err != nil {
+			return "", &buildError{c, string(out)}
+		}
+	}
+	return dir, nil
+})
+
+type buildError struct{ cmd, out string }
+
+func (e *buildError) Error() string { return "building " + e.cmd + ": " + e.out }
+
+// rehearse runs `custos-sim rehearse` as `make rehearsal` does, keeping its directory.
+func rehearse(t *testing.T, dir string, args ...string) (string, string) {
+	t.Helper()
+	testenv.RequireTool(t, "pcscd")
+	bin, err := built()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	cmd := exec.Command(filepath.Join(bin, "custos-sim"), append([]string{"rehearse", "--dir", dir}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = withoutSim(os.Environ())
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("custos-sim rehearse: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	}
+	return out.String(), errb.String()
+}
+
+// withoutSim drops the variables of another sim from an environment.
+func withoutSim(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "PCSCLITE_CSOCK_NAME=") && !strings.HasPrefix(kv, "CUSTOS_SIM_DIR=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// TestRehearsal runs the rehearsal `make rehearsal` runs (RSA-3072 here, so that the openCryptoki import
+// is part of it, while the default is RSA-4096), then shows that it prints the seals, that the records
+// verify, that no KEK, share, check token, PIN or CA private key (PKCS#8 or a private value) is in the
+// records, logs or output (the scanner's positive control proving it would find them), and that no KEK,
+// transport key or session copy is left in a token.
+func TestRehearsal(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rehearsal")
+	stdout, stderr := rehearse(t, dir, "--ca-key", "rsa3072")
+	for _, want := range []string{"REHEARSAL complete", "seal generation ", "seal import-softhsm ", "seal import-opencryptoki ",
+		"recorded as a deviation"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	for _, d := range []string{"sim", "softhsm"} {
+		if _, err := os.Stat(filepath.Join(dir, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, _ := built()
+	custos := filepath.Join(bin, "custos")
+
+	// Bring the rehearsal's cards back, outside this process, to learn the secrets to look for.
+	up := exec.Command(filepath.Join(bin, "custos-sim"), "up", "--dir", filepath.Join(dir, "sim"))
+	up.Env = withoutSim(os.Environ())
+	exports, err := up.Output()
+	if err != nil {
+		t.Fatalf("custos-sim up: %v", err)
+	}
+	defer exec.Command(filepath.Join(bin, "custos-sim"), "down", "--dir", filepath.Join(dir, "sim")).Run()
+	env := append(withoutSim(os.Environ()), "CUSTOS_PIN="+rehearsalPIN, "CUSTOS_SIM_DIR="+filepath.Join(dir, "sim"))
+	for _, m := range regexp.MustCompile(`export (PCSCLITE_CSOCK_NAME)='([^']+)'`).FindAllStringSubmatch(string(exports), -1) {
+		env = append(env, m[1]+"="+m[2])
+	}
+	secrets := t.TempDir() // outside the rehearsal's directory
+	kek := filepath.Join(secrets, "kek")
+	c := exec.Command(custos, "combine", "--rehearsal", "--ceremony", filepath.Join(dir, "generation"), "--pin-file", filepath.Join(dir, "cards.pin"), "--out", kek)
+	c.Env = env
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("combine: %v: %s", err, out)
+	}
+	var found []testenv.Secret
+	kb, _ := os.ReadFile(kek)
+	found = append(found, testenv.Secret{Name: "KEK", Value: kb})
+	found = append(found, caKeySecrets(t, kb, filepath.Join(dir, "generation", "ca-key.wrapped"))...)
+	found = append(found, shareSecrets(t, custos, dir, env)...)
+	for _, p := range []string{rehearsalPIN, rehearsalPUK, rehearsalHSMPIN} {
+		found = append(found, testenv.Secret{Name: "PIN " + p[:2] + "…", Value: []byte(p)})
+	}
+	os.WriteFile(filepath.Join(secrets, "stdout"), []byte(stdout), 0o600)
+	os.WriteFile(filepath.Join(secrets, "stderr"), []byte(stderr), 0o600)
+
+	s, err := testenv.NewScanner(found...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PositiveControl(found...); err != nil {
+		t.Fatal(err)
+	}
+	// Everything the rehearsal wrote but its inputs that hold PINs by design (the PIN files) and the
+	// state of the virtual cards and software tokens, which play the hardware.
+	findings, err := s.ScanPaths([]string{dir, filepath.Join(secrets, "stdout"), filepath.Join(secrets, "stderr")},
+		filepath.Join(dir, "cards.pin"), filepath.Join(dir, "hsm.pin"), filepath.Join(dir, "sim"), filepath.Join(dir, "softhsm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range findings {
+		t.Errorf("secret found: %s", f)
+	}
+	t.Logf("scanned for %d secrets: none found", len(found))
+
+	// No KEK, transport key or session copy in the SoftHSM tokens: the source holds nothing, the target
+	// the CA key, its public key and its certificate.
+	t.Setenv("SOFTHSM2_CONF", filepath.Join(dir, "softhsm", "softhsm2.conf"))
+	for label, want := range map[string]int{"rehearsal-source": 0, "rehearsal-target": 3} {
+		serial := tokenSerial(t, stdout, dir, label)
+		objs := testenv.ListObjects(t, "/usr/lib/softhsm/libsofthsm2.so", serial, rehearsalHSMPIN)
+		if len(objs) != want {
+			t.Errorf("token %s holds %d objects, want %d: %v", label, len(objs), want, objs)
+		}
+		for _, o := range objs {
+			if o.Class == 4 || !o.Token {
+				t.Errorf("token %s keeps %v", label, o)
+			}
+		}
+	}
+}
+
+// caKeySecrets unwraps the CA key with the KEK and returns its PKCS#8 DER and private values.
+func caKeySecrets(t *testing.T, kek []byte, wrapped string) []testenv.Secret {
+	b, err := os.ReadFile(wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := wrap.ParseFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := wrap.Unwrap(kek, f.Blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _, err := wrap.SplitQuirk(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []testenv.Secret{{Name: "CA key PKCS#8", Value: der}}
+	key, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(name string, n *big.Int) { out = append(out, testenv.Secret{Name: "CA key " + name, Value: n.Bytes()}) }
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		add("d", k.D)
+		add("p", k.Primes[0])
+		add("q", k.Primes[1])
+		add("dp", k.Precomputed.Dp)
+		add("dq", k.Precomputed.Dq)
+		add("qinv", k.Precomputed.Qinv)
+	case *ecdsa.PrivateKey:
+		b, _ := k.Bytes()
+		out = append(out, testenv.Secret{Name: "CA key d", Value: b})
+	}
+	return out
+}
+
+// shareSecrets opens every share and check token of the generation record with the stock age CLI and
+// custos in plugin mode on the virtual cards, and returns the shares, the tokens and their plaintexts.
+func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secret {
+	age := testenv.RequireTool(t, "age")
+	plugins := t.TempDir()
+	if err := os.Symlink(custos, filepath.Join(plugins, "age-plugin-yubikey")); err != nil {
+		t.Fatal(err)
+	}
+	env = append(env, "PATH="+plugins+string(os.PathListSeparator)+os.Getenv("PATH"))
+	records, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	var out []testenv.Secret
+	for _, rec := range records {
+		var r struct {
+			Name     string `json:"name"`
+			Identity string `json:"identity"`
+		}
+		b, _ := os.ReadFile(rec)
+		if json.Unmarshal(b, &r) != nil || r.Identity == "" {
+			continue
+		}
+		id := filepath.Join(t.TempDir(), "identity")
+		os.WriteFile(id, []byte(r.Identity+"\n"), 0o600)
+		for _, kind := range []struct{ dir, field string }{{"shares", "share"}, {"checks", "token"}} {
+			c := exec.Command(age, "-d", "-i", id, filepath.Join(dir, "generation", kind.dir, r.Name+".age"))
+			c.Env = env
+			plain, err := c.Output()
+			if err != nil {
+				t.Fatalf("age -d %s/%s: %v", kind.dir, r.Name, err)
+			}
+			var v map[string]any
+			if err := json.Unmarshal(plain, &v); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := base64.StdEncoding.DecodeString(v[kind.field].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, testenv.Secret{Name: kind.field + " " + r.Name, Value: raw}, testenv.Secret{Name: kind.dir + "/" + r.Name + " plaintext", Value: plain})
+		}
+	}
+	if len(out) != 20 {
+		t.Fatalf("opened %d share and token secrets, want 20", len(out))
+	}
+	return out
+}
+
+// tokenSerial reads a SoftHSM token's serial from the rehearsal's import record.
+func tokenSerial(t *testing.T, stdout, dir, label string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "rehearsal.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`--token-serial ([0-9a-f]+)`).FindAllStringSubmatch(string(b), -1)
+	// The log's first --token-serial is the source (generation), the second the target (import).
+	i := map[string]int{"rehearsal-source": 0, "rehearsal-target": 1}[label]
+	if len(m) <= i {
+		t.Fatalf("no token serial for %s in the log", label)
+	}
+	return m[i][1]
+}
