@@ -140,3 +140,6 @@ func (c *Card) Retire(o RetireOptions) (*Retirement, error) {
 func (r *Retirement) Proof() []byte {
 	return []byte(certPEM(r.Attestation) + certPEM(r.F9))
 }
+
+// TombstonePEM returns the tombstone certificate left in the slot, as PEM.
+func (r *Retirement) TombstonePEM() []byte { return []byte(certPEM(r.Tombstone)) }

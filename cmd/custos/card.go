@@ -13,7 +13,7 @@ import (
 
 func (a *app) cardCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "card", Short: "List and enroll custodian YubiKeys"}
-	cmd.AddCommand(a.cardListCmd(), a.cardEnrollCmd())
+	cmd.AddCommand(a.cardListCmd(), a.cardEnrollCmd(), a.cardRetireCmd())
 	return cmd
 }
 
