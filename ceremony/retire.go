@@ -252,6 +252,26 @@ func (in *retireInputs) refuseCurrent(serial uint32, slot card.Slot, key []byte)
 	return nil
 }
 
+// holder returns the custodian whose key the ceremonies given put in a card's slot (the latest
+// generation that names it), and the generations that used it; "" when none did.
+func (in *retireInputs) holder(serial uint32, slot card.Slot) (name string, used []any) {
+	latest := 0
+	for _, id := range in.ids() {
+		for g, m := range in.ceremonies[id].gens {
+			for _, e := range m.Custodians {
+				if e.Card != nil && e.Card.Serial == serial && e.Card.Slot == slot.String() {
+					used = append(used, fmt.Sprintf("%s generation %d (%s)", id, g, e.Name))
+					if g >= latest {
+						name, latest = e.Name, g
+					}
+				}
+			}
+		}
+	}
+	sort.Slice(used, func(i, j int) bool { return used[i].(string) < used[j].(string) })
+	return name, used
+}
+
 // status reports, per older generation of each ceremony, who can still open their shares: software
 // custodians always can; card custodians unless their slot was retired now (serial and slot) or by an
 // earlier retire record (serial, slot and key).
@@ -372,6 +392,10 @@ func retireCard(ctx context.Context, o RetireOptions, in *retireInputs, trust *c
 		}
 	}()
 	oldFP := wrap.FingerprintBytes(old)
+	name, used := in.holder(c.Serial(), o.Slot)
+	if name == "" {
+		name = e.Name
+	}
 	steps := []step{
 		{"preflight", func(context.Context) error { return r.event("preflight", Actor{Role: "custos"}, o.Preflight.Facts()) }},
 		{"pins", func(context.Context) error {
@@ -400,23 +424,26 @@ func retireCard(ctx context.Context, o RetireOptions, in *retireInputs, trust *c
 			return r.event("liveness", Actor{Role: "card", Name: e.Name, Serial: e.Serial}, Facts{"challenge": card.LiveFormat + " challenge verified", "signing_key": wrap.FingerprintBytes(e.SigningKey)})
 		}},
 		{"witness", func(context.Context) error {
-			w, err := o.Prompter.Witness(r.flow, id, e.Name, e.Serial)
+			w, err := o.Prompter.Witness(r.flow, id, name, e.Serial)
 			if err != nil {
-				return fmt.Errorf("witness for %q: %w", e.Name, err)
+				return fmt.Errorf("witness for %q: %w", name, err)
 			}
-			return r.event("witness", Actor{Role: "witness", Name: w}, Facts{"custodian": e.Name, "card_serial": int(e.Serial), "confirmed": true})
+			return r.event("witness", Actor{Role: "witness", Name: w}, Facts{"custodian": name, "card_serial": int(e.Serial), "confirmed": true})
+		}},
+		{"slot", func(context.Context) error {
+			return r.event("slot", Actor{Role: "card", Serial: e.Serial}, Facts{"slot": o.Slot.String(), "key": oldFP, "custodian": name, "used_by": used})
 		}},
 	}
 	var ret *card.Retirement
 	steps = append(steps,
 		step{"destroy", func(context.Context) error {
 			prompt := fmt.Sprintf("custos card retire, record %s: PIN of YubiKey %d (custodian %s); the card will destroy the key %s in slot %v by generating a throwaway key over it",
-				id, e.Serial, e.Name, oldFP, o.Slot)
+				id, e.Serial, name, oldFP, o.Slot)
 			var err error
 			if ret, err = c.Retire(card.RetireOptions{Slot: o.Slot, OldKey: old, RecordID: id, PIN: o.Cards.PIN, Prompt: prompt, Now: o.Now}); err != nil {
 				return err
 			}
-			return r.event("destroy", Actor{Role: "card", Name: e.Name, Serial: e.Serial}, Facts{"slot": o.Slot.String(), "destroyed_key": oldFP,
+			return r.event("destroy", Actor{Role: "card", Name: name, Serial: e.Serial}, Facts{"slot": o.Slot.String(), "destroyed_key": oldFP,
 				"how": "a throwaway P-256 key (PIN and touch always) generated over it; a tombstone certificate stored", "throwaway_key": wrap.FingerprintBytes(ret.NewKey)})
 		}},
 		step{"attestation", func(context.Context) error {
