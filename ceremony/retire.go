@@ -107,7 +107,8 @@ type ceremonyGens struct {
 type retireInputs struct {
 	records    []*VerifiedRecord
 	ceremonies map[string]*ceremonyGens
-	earlier    []RetiredKey
+	earlier    []RetiredKey        // the retirements of earlier retire records, checked
+	pending    []earlierRetirement // the retire records given, before checkEarlier
 }
 
 // loadRetireInputs verifies every record and groups the generations by ceremony id.
@@ -135,7 +136,9 @@ func loadRetireInputs(dirs []string, rehearsal bool) (*retireInputs, error) {
 			if rep.Rehearsal != rehearsal {
 				return nil, fmt.Errorf("%s: rehearsal and production never mix", d)
 			}
-			in.earlier = append(in.earlier, rep.Retired)
+			if err := in.addEarlier(vr, rep.Retired); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		for _, m := range []struct {
@@ -156,7 +159,58 @@ func loadRetireInputs(dirs []string, rehearsal bool) (*retireInputs, error) {
 	if len(in.ceremonies) == 0 {
 		return nil, fmt.Errorf("%w: none of the records given holds a generation of shares; give the records of the ceremonies the card served", ErrUsage)
 	}
-	return in, nil
+	return in, in.checkEarlier()
+}
+
+// earlierRetirement is a retire record given, with the key that co-signed its seal as its card.
+type earlierRetirement struct {
+	dir    string
+	key    RetiredKey
+	signer []byte
+}
+
+func (in *retireInputs) addEarlier(vr *VerifiedRecord, k RetiredKey) error {
+	var sf sealFacts
+	b, err := jcs.Marshal(vr.Events[len(vr.Events)-1].Facts)
+	if err == nil {
+		err = jcs.Unmarshal(b, &sf)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: seal: %v", ErrTranscript, vr.Dir, err)
+	}
+	i := slices.IndexFunc(sf.Signatures, func(s SealSignature) bool { return s.Signer == fmt.Sprintf("card:%d", k.Serial) })
+	if i < 0 {
+		return fmt.Errorf("%w: retire record %s is not co-signed by YubiKey %d, whose key it says it retired", ErrTranscript, vr.Dir, k.Serial)
+	}
+	in.pending = append(in.pending, earlierRetirement{dir: vr.Dir, key: k, signer: sf.Signatures[i].PublicKey})
+	return nil
+}
+
+// checkEarlier keeps the earlier retirements of cards the ceremonies given name, each co-signed by the
+// signing key a manifest pins for its card (VerifyRecord cannot tie a retire record's signer to a card:
+// the record holds no manifest).
+func (in *retireInputs) checkEarlier() error {
+	for _, p := range in.pending {
+		named, pinned := false, false
+		for _, cg := range in.ceremonies {
+			for _, m := range cg.gens {
+				for _, e := range m.Custodians {
+					if e.Card != nil && e.Card.Serial == p.key.Serial {
+						named = true
+						pinned = pinned || bytes.Equal(e.Card.SigningKey, p.signer)
+					}
+				}
+			}
+		}
+		switch {
+		case !named:
+			continue // a retirement on a card none of these ceremonies used
+		case !pinned:
+			return fmt.Errorf("%w: retire record %s is co-signed as YubiKey %d by a key other than the card's attested signing key in the manifests", ErrTranscript, p.dir, p.key.Serial)
+		}
+		in.earlier = append(in.earlier, p.key)
+	}
+	return nil
 }
 
 func (in *retireInputs) addGeneration(vr *VerifiedRecord, m *shares.Manifest, sha string, own bool) error {
@@ -421,7 +475,7 @@ func retireCard(ctx context.Context, o RetireOptions, in *retireInputs, trust *c
 			if err := c.Liveness(e); err != nil {
 				return err
 			}
-			return r.event("liveness", Actor{Role: "card", Name: e.Name, Serial: e.Serial}, Facts{"challenge": card.LiveFormat + " challenge verified", "signing_key": wrap.FingerprintBytes(e.SigningKey)})
+			return r.event("liveness", Actor{Role: "card", Name: name, Serial: e.Serial}, Facts{"challenge": card.LiveFormat + " challenge verified", "signing_key": wrap.FingerprintBytes(e.SigningKey)})
 		}},
 		{"witness", func(context.Context) error {
 			w, err := o.Prompter.Witness(r.flow, id, name, e.Serial)

@@ -29,8 +29,9 @@ func retireFixture() *retireInputs {
 }
 
 // TestRetireStatus: an older generation is called revoked only when fewer than k members can open their
-// shares; a software member always can; an earlier retirement counts only for the key it destroyed; a
-// key of the latest generation is refused by its card and slot, or by the key itself.
+// shares; a software member always can; an earlier retirement counts only for the key it destroyed, and
+// only when its card co-signed it; a key of the latest generation is refused by its card and slot, or by
+// the key itself.
 func TestRetireStatus(t *testing.T) {
 	in := retireFixture()
 	now := RetiredKey{Serial: 1, Slot: "82", PublicKey: []byte{1}}
@@ -45,6 +46,18 @@ func TestRetireStatus(t *testing.T) {
 	in.earlier[0].PublicKey = []byte{2}
 	if st := in.status(now); !st[0].Revoked || !slices.Equal(st[0].CanOpen, []string{"s"}) {
 		t.Fatalf("two cards retired: %+v", st)
+	}
+
+	in = retireFixture()
+	in.ceremonies["c"].gens[1].Custodians[1].Card.SigningKey = []byte{42}
+	b := RetiredKey{Serial: 2, Slot: "82", PublicKey: []byte{2}}
+	in.pending = []earlierRetirement{{dir: "forged", key: b, signer: []byte{43}}}
+	if err := in.checkEarlier(); !errors.Is(err, ErrTranscript) || !strings.Contains(err.Error(), "retire record forged is co-signed as YubiKey 2 by a key other than") {
+		t.Fatalf("a retire record not signed by the card: %v", err)
+	}
+	in.pending = []earlierRetirement{{dir: "other card", key: RetiredKey{Serial: 7, Slot: "82"}, signer: []byte{42}}, {dir: "b", key: b, signer: []byte{42}}}
+	if err := in.checkEarlier(); err != nil || len(in.earlier) != 1 || in.earlier[0].Serial != 2 {
+		t.Fatalf("earlier retirements kept: %v, %+v", err, in.earlier)
 	}
 
 	if err := in.refuseCurrent(1, 0x83, []byte{7}); !errors.Is(err, ErrCurrentRecipient) || !strings.Contains(err.Error(), `custodian "a2" in generation 2, the latest of ceremony c`) {
