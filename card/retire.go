@@ -31,7 +31,9 @@ type RetireOptions struct {
 	OldKey []byte
 	// RecordID names the record written about the retirement, in the tombstone.
 	RecordID string
-	PIN      PINOptions
+	// Rehearsal marks the tombstone of a virtual card REHEARSAL.
+	Rehearsal bool
+	PIN       PINOptions
 	// Prompt asks for the PIN, naming the flow, the record and what the card will do.
 	Prompt string
 	Now    func() time.Time
@@ -117,9 +119,13 @@ func (c *Card) Retire(o RetireOptions) (*Retirement, error) {
 	if err != nil {
 		return nil, c.cardErr("reading the attestation certificate (F9)", err)
 	}
+	ou := fmt.Sprintf("custos card retire, record %s", o.RecordID)
+	if o.Rehearsal {
+		ou = "REHEARSAL " + ou
+	}
 	if err := k.selfSign(ek, pkix.Name{
 		Organization:       []string{RetiredOrg},
-		OrganizationalUnit: []string{fmt.Sprintf("custos card retire, record %s", o.RecordID)},
+		OrganizationalUnit: []string{ou},
 		CommonName:         fmt.Sprintf("RETIRED: key %s destroyed", wrap.FingerprintBytes(old)),
 	}); err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ func TestRetire(t *testing.T) {
 	w.Close()
 
 	ui := &testUI{pin: testPIN}
-	opts := RetireOptions{Slot: rec.Decryption.Slot, OldKey: rec.Signing.PublicKey, RecordID: "0123", PIN: PINOptions{UI: ui}, Prompt: "custos card retire, record 0123: the card will destroy its key"}
+	opts := RetireOptions{Slot: rec.Decryption.Slot, OldKey: rec.Signing.PublicKey, RecordID: "0123", Rehearsal: true, PIN: PINOptions{UI: ui}, Prompt: "custos card retire, record 0123: the card will destroy its key"}
 	if _, err := c.Retire(opts); err == nil || !contains(err, "nothing was changed") || len(ui.prompts) != 0 {
 		t.Fatalf("retiring another key than the slot's: %v (prompts %q)", err, ui.prompts)
 	}
@@ -55,6 +55,9 @@ func TestRetire(t *testing.T) {
 	now, tomb, err := c.SlotKey(rec.Decryption.Slot)
 	if err != nil || !tomb || !bytes.Equal(now, r.NewKey) {
 		t.Fatalf("slot after retirement: tombstone %v, throwaway key there %v, %v", tomb, bytes.Equal(now, r.NewKey), err)
+	}
+	if ou := r.Tombstone.Subject.OrganizationalUnit; len(ou) != 1 || ou[0] != "REHEARSAL custos card retire, record 0123" {
+		t.Errorf("tombstone OU %q", ou)
 	}
 	if !strings.HasPrefix(r.Tombstone.Subject.CommonName, "RETIRED: key SHA256:") || !bytes.Equal(r.Tombstone.RawSubjectPublicKeyInfo, r.NewKey) {
 		t.Errorf("tombstone %q", r.Tombstone.Subject)

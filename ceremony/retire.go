@@ -494,7 +494,7 @@ func retireCard(ctx context.Context, o RetireOptions, in *retireInputs, trust *c
 			prompt := fmt.Sprintf("custos card retire, record %s: PIN of YubiKey %d (custodian %s); the card will destroy the key %s in slot %v by generating a throwaway key over it",
 				id, e.Serial, name, oldFP, o.Slot)
 			var err error
-			if ret, err = c.Retire(card.RetireOptions{Slot: o.Slot, OldKey: old, RecordID: id, PIN: o.Cards.PIN, Prompt: prompt, Now: o.Now}); err != nil {
+			if ret, err = c.Retire(card.RetireOptions{Slot: o.Slot, OldKey: old, RecordID: id, Rehearsal: o.Rehearsal, PIN: o.Cards.PIN, Prompt: prompt, Now: o.Now}); err != nil {
 				return err
 			}
 			return r.event("destroy", Actor{Role: "card", Name: name, Serial: e.Serial}, Facts{"slot": o.Slot.String(), "destroyed_key": oldFP,
