@@ -180,7 +180,9 @@ func caKeySecrets(t *testing.T, kek []byte, wrapped string) []testenv.Secret {
 	if err != nil {
 		t.Fatal(err)
 	}
-	add := func(name string, n *big.Int) { out = append(out, testenv.Secret{Name: "CA key " + name, Value: n.Bytes()}) }
+	add := func(name string, n *big.Int) {
+		out = append(out, testenv.Secret{Name: "CA key " + name, Value: n.Bytes()})
+	}
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
 		add("d", k.D)
