@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/custos-pki/custos/internal/testenv"
 	"github.com/custos-pki/custos/wrap"
@@ -40,7 +41,7 @@ type buildError struct{ cmd, out string }
 func (e *buildError) Error() string { return "building " + e.cmd + ": " + e.out }
 
 // rehearse runs `custos-sim rehearse` as `make rehearsal` does, keeping its directory.
-func rehearse(t *testing.T, dir string, args ...string) (string, string) {
+func rehearse(t testing.TB, dir string, args ...string) (string, string) {
 	t.Helper()
 	testenv.RequireTool(t, "pcscd")
 	bin, err := built()
@@ -257,4 +258,112 @@ func tokenSerial(t *testing.T, stdout, dir, label string) string {
 		t.Fatalf("no token serial for %s in the log", label)
 	}
 	return m[i][1]
+}
+
+// side says whose time a step of a flow mostly is: the cards' (the emulator and PC/SC included), the
+// HSM's (SoftHSM's PKCS#11 calls), or custos's own.
+func side(step string) string {
+	root, _, _ := strings.Cut(step, "/")
+	switch root {
+	case "liveness", "check-round", "quorum", "combine":
+		return "card"
+	case "token", "kek", "ca-key", "wrap", "trial-import", "certificate", "destroy", "import", "rewrap":
+		return "hsm"
+	}
+	return "custos"
+}
+
+// commandSide says whose time a whole rehearsal command is, for the commands that write no transcript.
+func commandSide(name string) string {
+	switch {
+	case strings.HasPrefix(name, "card enroll"), strings.HasPrefix(name, "share check"):
+		return "card"
+	}
+	return "custos"
+}
+
+// BenchmarkRehearseP384 times `custos-sim rehearse --ca-key p384` by step and splits the wall time into
+// the cards' (emulator and PC/SC included), the HSM's and custos's own, from the per-command times the
+// rehearsal logs and the per-step times of the generation and import transcripts. Target: custos's own
+// share under 10 % (docs/performance.md).
+func BenchmarkRehearseP384(b *testing.B) {
+	var card, hsm, own, total time.Duration
+	for i := 0; i < b.N; i++ {
+		dir := filepath.Join(b.TempDir(), "rehearsal")
+		start := time.Now()
+		stdout, _ := rehearse(b, dir, "--ca-key", "p384")
+		total += time.Since(start)
+		steps := map[string]time.Duration{}
+		for _, m := range regexp.MustCompile(`(?m)^  (.+?) +([0-9.]+m?s)$`).FindAllStringSubmatch(stdout, -1) {
+			d, err := time.ParseDuration(m[2])
+			if err != nil {
+				b.Fatal(err)
+			}
+			steps[strings.TrimSpace(m[1])] = d
+		}
+		flows := map[string]string{"ceremony generate": "generation", "ceremony import (SoftHSM)": "import-softhsm"}
+		for name, d := range steps {
+			rec, ok := flows[name]
+			if !ok {
+				if commandSide(name) == "card" {
+					card += d
+				} else {
+					own += d
+				}
+				continue
+			}
+			byStep := stepTimes(b, filepath.Join(dir, rec, "transcript.jsonl"))
+			var inSteps time.Duration
+			for step, sd := range byStep {
+				inSteps += sd
+				switch side(step) {
+				case "card":
+					card += sd
+				case "hsm":
+					hsm += sd
+				default:
+					own += sd
+				}
+				if i == 0 {
+					b.Logf("%-24s %-28s %-6s %8s", name, step, side(step), sd.Round(time.Microsecond))
+				}
+			}
+			own += d - inSteps // starting the process, reading inputs, the seal and the report
+		}
+	}
+	n := time.Duration(b.N)
+	b.ReportMetric(float64(total/n)/1e6, "ms/rehearsal")
+	b.ReportMetric(float64(card/n)/1e6, "card-ms")
+	b.ReportMetric(float64(hsm/n)/1e6, "hsm-ms")
+	b.ReportMetric(float64(own/n)/1e6, "custos-ms")
+	b.ReportMetric(100*float64(own)/float64(card+hsm+own), "custos-%")
+}
+
+// stepTimes reads a transcript and returns the time spent on each step: from the event before to the
+// step's (last) event.
+func stepTimes(b *testing.B, path string) map[string]time.Duration {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]time.Duration{}
+	var prev time.Time
+	for i, line := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+		var e struct {
+			Time string `json:"time"`
+			Step string `json:"step"`
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			b.Fatal(err)
+		}
+		t, err := time.Parse(time.RFC3339Nano, e.Time)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i > 0 {
+			out[e.Step] += t.Sub(prev)
+		}
+		prev = t
+	}
+	return out
 }
