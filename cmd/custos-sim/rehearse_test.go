@@ -6,7 +6,9 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"os"
 	"os/exec"
@@ -79,7 +81,8 @@ func TestRehearsal(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rehearsal")
 	stdout, stderr := rehearse(t, dir, "--ca-key", "rsa3072")
 	for _, want := range []string{"REHEARSAL complete", "seal generation ", "seal import-softhsm ", "seal import-opencryptoki ",
-		"recorded as a deviation"} {
+		"recorded as a deviation", "seal reshare ", "seal import-reshare ", "seal rekey ", "seal import-rekey ", "seal adoption ",
+		"seal import-adoption "} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
@@ -116,6 +119,19 @@ func TestRehearsal(t *testing.T) {
 	found = append(found, testenv.Secret{Name: "KEK", Value: kb})
 	found = append(found, caKeySecrets(t, kb, filepath.Join(dir, "generation", "ca-key.wrapped"))...)
 	found = append(found, shareSecrets(t, custos, dir, env)...)
+	// The adoption's paper envelopes: each component of the legacy key.
+	comps, err := os.ReadFile(filepath.Join(dir, "legacy", "components"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(string(comps)), "\n") {
+		hexValue, _, _ := strings.Cut(line, " ")
+		v, err := hex.DecodeString(hexValue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found = append(found, testenv.Secret{Name: fmt.Sprintf("legacy component %d", i+1), Value: v})
+	}
 	for _, p := range []string{rehearsalPIN, rehearsalPUK, rehearsalHSMPIN} {
 		found = append(found, testenv.Secret{Name: "PIN " + p[:2] + "…", Value: []byte(p)})
 	}
@@ -129,10 +145,11 @@ func TestRehearsal(t *testing.T) {
 	if err := s.PositiveControl(found...); err != nil {
 		t.Fatal(err)
 	}
-	// Everything the rehearsal wrote but its inputs that hold PINs by design (the PIN files) and the
-	// state of the virtual cards and software tokens, which play the hardware.
+	// Everything the rehearsal wrote but its inputs that hold secrets by design (the PIN files, the
+	// legacy procedure's envelopes) and the state of the virtual cards and software tokens, which play
+	// the hardware.
 	findings, err := s.ScanPaths([]string{dir, filepath.Join(secrets, "stdout"), filepath.Join(secrets, "stderr")},
-		filepath.Join(dir, "cards.pin"), filepath.Join(dir, "hsm.pin"), filepath.Join(dir, "sim"), filepath.Join(dir, "softhsm"))
+		filepath.Join(dir, "cards.pin"), filepath.Join(dir, "hsm.pin"), filepath.Join(dir, "legacy"), filepath.Join(dir, "sim"), filepath.Join(dir, "softhsm"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +216,7 @@ func caKeySecrets(t *testing.T, kek []byte, wrapped string) []testenv.Secret {
 	return out
 }
 
-// shareSecrets opens every share and check token of the generation record with the stock age CLI and
+// shareSecrets opens every share and check token of the rehearsal's records with the stock age CLI and
 // custos in plugin mode on the virtual cards, and returns the shares, the tokens and their plaintexts.
 func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secret {
 	age := testenv.RequireTool(t, "age")
@@ -210,6 +227,7 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 	env = append(env, "PATH="+plugins+string(os.PathListSeparator)+os.Getenv("PATH"))
 	records, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	var out []testenv.Secret
+	files := 0
 	for _, rec := range records {
 		var r struct {
 			Name     string `json:"name"`
@@ -221,26 +239,34 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 		}
 		id := filepath.Join(t.TempDir(), "identity")
 		os.WriteFile(id, []byte(r.Identity+"\n"), 0o600)
-		for _, kind := range []struct{ dir, field string }{{"shares", "share"}, {"checks", "token"}} {
-			c := exec.Command(age, "-d", "-i", id, filepath.Join(dir, "generation", kind.dir, r.Name+".age"))
-			c.Env = env
-			plain, err := c.Output()
-			if err != nil {
-				t.Fatalf("age -d %s/%s: %v", kind.dir, r.Name, err)
+		for _, record := range []string{"generation", "reshare", "rekey", "adoption"} {
+			if _, err := os.Stat(filepath.Join(dir, record, "shares", r.Name+".age")); err != nil {
+				continue
 			}
-			var v map[string]any
-			if err := json.Unmarshal(plain, &v); err != nil {
-				t.Fatal(err)
+			files++
+			for _, kind := range []struct{ dir, field string }{{"shares", "share"}, {"checks", "token"}} {
+				c := exec.Command(age, "-d", "-i", id, filepath.Join(dir, record, kind.dir, r.Name+".age"))
+				c.Env = env
+				plain, err := c.Output()
+				if err != nil {
+					t.Fatalf("age -d %s/%s/%s: %v", record, kind.dir, r.Name, err)
+				}
+				var v map[string]any
+				if err := json.Unmarshal(plain, &v); err != nil {
+					t.Fatal(err)
+				}
+				raw, err := base64.StdEncoding.DecodeString(v[kind.field].(string))
+				if err != nil {
+					t.Fatal(err)
+				}
+				name := record + "/" + kind.dir + "/" + r.Name
+				out = append(out, testenv.Secret{Name: name, Value: raw}, testenv.Secret{Name: name + " plaintext", Value: plain})
 			}
-			raw, err := base64.StdEncoding.DecodeString(v[kind.field].(string))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, testenv.Secret{Name: kind.field + " " + r.Name, Value: raw}, testenv.Secret{Name: kind.dir + "/" + r.Name + " plaintext", Value: plain})
 		}
 	}
-	if len(out) != 20 {
-		t.Fatalf("opened %d share and token secrets, want 20", len(out))
+	// generation 5, reshare 3, rekey 3 and adoption 3 custodians.
+	if files != 14 {
+		t.Fatalf("opened the shares and tokens of %d custodians, want 14", files)
 	}
 	return out
 }
