@@ -135,8 +135,11 @@ func Preflight(h Host, binarySHA256 string, allow []string, rehearsal bool) (*Pr
 	add(CheckEnvironment, ok, detail)
 
 	if failed := r.FailedChecks(); len(failed) > 0 && !rehearsal {
-		c := r.check(failed[0])
-		return r, fmt.Errorf("%w: %s: %s; fix the host, or record a deviation with --allow-deviation %s", ErrPreflight, c.Name, c.Detail, c.Name)
+		var msgs []string
+		for _, name := range failed {
+			msgs = append(msgs, name+": "+r.check(name).Detail)
+		}
+		return r, fmt.Errorf("%w: %s; fix the host, or record a deviation with --allow-deviation %s", ErrPreflight, strings.Join(msgs, "; "), failed[0])
 	}
 	return r, nil
 }

@@ -195,7 +195,7 @@ func (r *rehearsal) run(ctx context.Context) (err error) {
 		return err
 	}
 	r.tokens = map[string]string{}
-	for _, label := range []string{"rehearsal-source", "rehearsal-target"} {
+	for _, label := range []string{"rehearsal-source", "rehearsal-target", "rehearsal-reshared", "rehearsal-rekeyed", "rehearsal-adopted"} {
 		t, err := soft.NewToken(label, rehearsalHSMSO, rehearsalHSMPIN)
 		if err != nil {
 			return err
@@ -209,7 +209,7 @@ func (r *rehearsal) run(ctx context.Context) (err error) {
 		}
 	}
 	started := time.Now()
-	for _, phase := range []func(context.Context) error{r.enroll, r.generate, r.checks, r.imports, r.verify} {
+	for _, phase := range []func(context.Context) error{r.enroll, r.generate, r.checks, r.imports, r.verify, r.reshare, r.rekey, r.adopt} {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -365,4 +365,96 @@ func (r *rehearsal) summary(total time.Duration) {
 	for _, n := range r.notes {
 		fmt.Fprintf(r.stdout, "note: %s\n", n)
 	}
+}
+
+// sealOf returns the seal of a record the rehearsal made.
+func (r *rehearsal) sealOf(dir string) string {
+	for i := 0; i+1 < len(r.seals); i += 2 {
+		if r.seals[i] == dir {
+			return r.seals[i+1]
+		}
+	}
+	return ""
+}
+
+// importInto imports the CA key of the chain of records into a fresh SoftHSM token with the first two
+// cards of serials, and verifies the chain.
+func (r *rehearsal) importInto(name, token string, serials []uint32, chain ...string) error {
+	args := []string{"ceremony", "import", "--rehearsal", "--expect-seal", r.sealOf(chain[len(chain)-1]), "--pin-file", "cards.pin", "--out", name}
+	for _, c := range chain {
+		args = append(args, "--ceremony", c)
+	}
+	for _, s := range serials {
+		args = append(args, "--serial", fmt.Sprint(s))
+	}
+	out, err := r.custosStep("ceremony import ("+name+")", append(args, r.hsmArgs(token)...)...)
+	if err != nil {
+		return err
+	}
+	if _, err := r.record(name, out); err != nil {
+		return err
+	}
+	_, err = r.custosStep("transcript verify ("+name+")", append(append([]string{"transcript", "verify"}, chain...), name)...)
+	return err
+}
+
+// reshare gives the KEK to a 2-of-3 roster of the first three custodians (the same keys: a reshare does
+// not revoke), and imports from two of the new shares.
+func (r *rehearsal) reshare(context.Context) error {
+	fmt.Fprintln(r.stdout, "reshare (3 of 5 to 2 of 3)")
+	out, err := r.custosStep("roster create (2 of 3)", "roster", "create", "--rehearsal", "--threshold", "2", "-o", "roster-reshare.json",
+		r.name(0)+".json", r.name(1)+".json", r.name(2)+".json")
+	if err != nil {
+		return err
+	}
+	sha, err := capture(out, `([0-9a-f]{64})  roster-reshare.json`)
+	if err != nil {
+		return err
+	}
+	out, err = r.custosStep("ceremony reshare", "ceremony", "reshare", "--rehearsal", "--ceremony", "generation", "--expect-seal", r.sealOf("generation"),
+		"--roster", "roster-reshare.json", "--expect-roster-sha256", sha, "--witness", rehearsalWitness, "--pin-file", "cards.pin", "--out", "reshare")
+	if err != nil {
+		return err
+	}
+	if _, err := r.record("reshare", out); err != nil {
+		return err
+	}
+	return r.importInto("import-reshare", "rehearsal-reshared", r.serials[1:3], "generation", "reshare")
+}
+
+// rekey gives the CA key a new KEK and three custodians fresh decryption keys on their cards, revoking
+// the shares of both earlier generations, and imports from two of the rekeyed shares.
+func (r *rehearsal) rekey(context.Context) error {
+	fmt.Fprintln(r.stdout, "rekey (fresh card keys, 2 of 3)")
+	env := r.env
+	r.env = append(r.env, "CUSTOS_PIN="+rehearsalPIN)
+	args := []string{"roster", "create", "--rehearsal", "--threshold", "2", "-o", "roster-rekey.json"}
+	for i := 2; i < 5; i++ {
+		name := r.name(i) + "-2"
+		if _, err := r.custosStep("card enroll --decryption-key-only "+name, "card", "enroll", "--rehearsal", "--decryption-key-only",
+			"--serial", fmt.Sprint(r.serials[i]), "--name", name, "-o", name+".json"); err != nil {
+			r.env = env
+			return err
+		}
+		args = append(args, name+".json")
+	}
+	r.env = env
+	out, err := r.custosStep("roster create (fresh keys)", args...)
+	if err != nil {
+		return err
+	}
+	sha, err := capture(out, `([0-9a-f]{64})  roster-rekey.json`)
+	if err != nil {
+		return err
+	}
+	out, err = r.custosStep("ceremony rekey", append([]string{"ceremony", "rekey", "--rehearsal", "--ceremony", "generation", "--ceremony", "reshare",
+		"--expect-seal", r.sealOf("reshare"), "--roster", "roster-rekey.json", "--expect-roster-sha256", sha, "--witness", rehearsalWitness,
+		"--pin-file", "cards.pin", "--out", "rekey"}, r.hsmArgs("rehearsal-source")...)...)
+	if err != nil {
+		return err
+	}
+	if _, err := r.record("rekey", out); err != nil {
+		return err
+	}
+	return r.importInto("import-rekey", "rehearsal-rekeyed", r.serials[3:5], "generation", "reshare", "rekey")
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/custos-pki/custos/internal/testenv"
 	"github.com/custos-pki/custos/wrap"
@@ -40,7 +43,7 @@ type buildError struct{ cmd, out string }
 func (e *buildError) Error() string { return "building " + e.cmd + ": " + e.out }
 
 // rehearse runs `custos-sim rehearse` as `make rehearsal` does, keeping its directory.
-func rehearse(t *testing.T, dir string, args ...string) (string, string) {
+func rehearse(t testing.TB, dir string, args ...string) (string, string) {
 	t.Helper()
 	testenv.RequireTool(t, "pcscd")
 	bin, err := built()
@@ -78,7 +81,8 @@ func TestRehearsal(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rehearsal")
 	stdout, stderr := rehearse(t, dir, "--ca-key", "rsa3072")
 	for _, want := range []string{"REHEARSAL complete", "seal generation ", "seal import-softhsm ", "seal import-opencryptoki ",
-		"recorded as a deviation"} {
+		"recorded as a deviation", "seal reshare ", "seal import-reshare ", "seal rekey ", "seal import-rekey ", "seal adoption ",
+		"seal import-adoption "} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
@@ -115,6 +119,19 @@ func TestRehearsal(t *testing.T) {
 	found = append(found, testenv.Secret{Name: "KEK", Value: kb})
 	found = append(found, caKeySecrets(t, kb, filepath.Join(dir, "generation", "ca-key.wrapped"))...)
 	found = append(found, shareSecrets(t, custos, dir, env)...)
+	// The adoption's paper envelopes: each component of the legacy key.
+	comps, err := os.ReadFile(filepath.Join(dir, "legacy", "components"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(string(comps)), "\n") {
+		hexValue, _, _ := strings.Cut(line, " ")
+		v, err := hex.DecodeString(hexValue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found = append(found, testenv.Secret{Name: fmt.Sprintf("legacy component %d", i+1), Value: v})
+	}
 	for _, p := range []string{rehearsalPIN, rehearsalPUK, rehearsalHSMPIN} {
 		found = append(found, testenv.Secret{Name: "PIN " + p[:2] + "…", Value: []byte(p)})
 	}
@@ -128,10 +145,11 @@ func TestRehearsal(t *testing.T) {
 	if err := s.PositiveControl(found...); err != nil {
 		t.Fatal(err)
 	}
-	// Everything the rehearsal wrote but its inputs that hold PINs by design (the PIN files) and the
-	// state of the virtual cards and software tokens, which play the hardware.
+	// Everything the rehearsal wrote but its inputs that hold secrets by design (the PIN files, the
+	// legacy procedure's envelopes) and the state of the virtual cards and software tokens, which play
+	// the hardware.
 	findings, err := s.ScanPaths([]string{dir, filepath.Join(secrets, "stdout"), filepath.Join(secrets, "stderr")},
-		filepath.Join(dir, "cards.pin"), filepath.Join(dir, "hsm.pin"), filepath.Join(dir, "sim"), filepath.Join(dir, "softhsm"))
+		filepath.Join(dir, "cards.pin"), filepath.Join(dir, "hsm.pin"), filepath.Join(dir, "legacy"), filepath.Join(dir, "sim"), filepath.Join(dir, "softhsm"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +198,9 @@ func caKeySecrets(t *testing.T, kek []byte, wrapped string) []testenv.Secret {
 	if err != nil {
 		t.Fatal(err)
 	}
-	add := func(name string, n *big.Int) { out = append(out, testenv.Secret{Name: "CA key " + name, Value: n.Bytes()}) }
+	add := func(name string, n *big.Int) {
+		out = append(out, testenv.Secret{Name: "CA key " + name, Value: n.Bytes()})
+	}
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
 		add("d", k.D)
@@ -196,7 +216,7 @@ func caKeySecrets(t *testing.T, kek []byte, wrapped string) []testenv.Secret {
 	return out
 }
 
-// shareSecrets opens every share and check token of the generation record with the stock age CLI and
+// shareSecrets opens every share and check token of the rehearsal's records with the stock age CLI and
 // custos in plugin mode on the virtual cards, and returns the shares, the tokens and their plaintexts.
 func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secret {
 	age := testenv.RequireTool(t, "age")
@@ -207,6 +227,7 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 	env = append(env, "PATH="+plugins+string(os.PathListSeparator)+os.Getenv("PATH"))
 	records, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	var out []testenv.Secret
+	files := 0
 	for _, rec := range records {
 		var r struct {
 			Name     string `json:"name"`
@@ -218,26 +239,34 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 		}
 		id := filepath.Join(t.TempDir(), "identity")
 		os.WriteFile(id, []byte(r.Identity+"\n"), 0o600)
-		for _, kind := range []struct{ dir, field string }{{"shares", "share"}, {"checks", "token"}} {
-			c := exec.Command(age, "-d", "-i", id, filepath.Join(dir, "generation", kind.dir, r.Name+".age"))
-			c.Env = env
-			plain, err := c.Output()
-			if err != nil {
-				t.Fatalf("age -d %s/%s: %v", kind.dir, r.Name, err)
+		for _, record := range []string{"generation", "reshare", "rekey", "adoption"} {
+			if _, err := os.Stat(filepath.Join(dir, record, "shares", r.Name+".age")); err != nil {
+				continue
 			}
-			var v map[string]any
-			if err := json.Unmarshal(plain, &v); err != nil {
-				t.Fatal(err)
+			files++
+			for _, kind := range []struct{ dir, field string }{{"shares", "share"}, {"checks", "token"}} {
+				c := exec.Command(age, "-d", "-i", id, filepath.Join(dir, record, kind.dir, r.Name+".age"))
+				c.Env = env
+				plain, err := c.Output()
+				if err != nil {
+					t.Fatalf("age -d %s/%s/%s: %v", record, kind.dir, r.Name, err)
+				}
+				var v map[string]any
+				if err := json.Unmarshal(plain, &v); err != nil {
+					t.Fatal(err)
+				}
+				raw, err := base64.StdEncoding.DecodeString(v[kind.field].(string))
+				if err != nil {
+					t.Fatal(err)
+				}
+				name := record + "/" + kind.dir + "/" + r.Name
+				out = append(out, testenv.Secret{Name: name, Value: raw}, testenv.Secret{Name: name + " plaintext", Value: plain})
 			}
-			raw, err := base64.StdEncoding.DecodeString(v[kind.field].(string))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, testenv.Secret{Name: kind.field + " " + r.Name, Value: raw}, testenv.Secret{Name: kind.dir + "/" + r.Name + " plaintext", Value: plain})
 		}
 	}
-	if len(out) != 20 {
-		t.Fatalf("opened %d share and token secrets, want 20", len(out))
+	// generation 5, reshare 3, rekey 3 and adoption 3 custodians.
+	if files != 14 {
+		t.Fatalf("opened the shares and tokens of %d custodians, want 14", files)
 	}
 	return out
 }
@@ -255,4 +284,112 @@ func tokenSerial(t *testing.T, stdout, dir, label string) string {
 		t.Fatalf("no token serial for %s in the log", label)
 	}
 	return m[i][1]
+}
+
+// side says whose time a step of a flow mostly is: the cards' (the emulator and PC/SC included), the
+// HSM's (SoftHSM's PKCS#11 calls), or custos's own.
+func side(step string) string {
+	root, _, _ := strings.Cut(step, "/")
+	switch root {
+	case "liveness", "check-round", "quorum", "combine":
+		return "card"
+	case "token", "kek", "ca-key", "wrap", "trial-import", "certificate", "destroy", "import", "rewrap":
+		return "hsm"
+	}
+	return "custos"
+}
+
+// commandSide says whose time a whole rehearsal command is, for the commands that write no transcript.
+func commandSide(name string) string {
+	switch {
+	case strings.HasPrefix(name, "card enroll"), strings.HasPrefix(name, "share check"):
+		return "card"
+	}
+	return "custos"
+}
+
+// BenchmarkRehearseP384 times `custos-sim rehearse --ca-key p384` by step and splits the wall time into
+// the cards' (emulator and PC/SC included), the HSM's and custos's own, from the per-command times the
+// rehearsal logs and the per-step times of the generation and import transcripts. Target: custos's own
+// share under 10 % (docs/performance.md).
+func BenchmarkRehearseP384(b *testing.B) {
+	var card, hsm, own, total time.Duration
+	for i := 0; i < b.N; i++ {
+		dir := filepath.Join(b.TempDir(), "rehearsal")
+		start := time.Now()
+		stdout, _ := rehearse(b, dir, "--ca-key", "p384")
+		total += time.Since(start)
+		steps := map[string]time.Duration{}
+		for _, m := range regexp.MustCompile(`(?m)^  (.+?) +([0-9.]+m?s)$`).FindAllStringSubmatch(stdout, -1) {
+			d, err := time.ParseDuration(m[2])
+			if err != nil {
+				b.Fatal(err)
+			}
+			steps[strings.TrimSpace(m[1])] = d
+		}
+		flows := map[string]string{"ceremony generate": "generation", "ceremony import (SoftHSM)": "import-softhsm"}
+		for name, d := range steps {
+			rec, ok := flows[name]
+			if !ok {
+				if commandSide(name) == "card" {
+					card += d
+				} else {
+					own += d
+				}
+				continue
+			}
+			byStep := stepTimes(b, filepath.Join(dir, rec, "transcript.jsonl"))
+			var inSteps time.Duration
+			for step, sd := range byStep {
+				inSteps += sd
+				switch side(step) {
+				case "card":
+					card += sd
+				case "hsm":
+					hsm += sd
+				default:
+					own += sd
+				}
+				if i == 0 {
+					b.Logf("%-24s %-28s %-6s %8s", name, step, side(step), sd.Round(time.Microsecond))
+				}
+			}
+			own += d - inSteps // starting the process, reading inputs, the seal and the report
+		}
+	}
+	n := time.Duration(b.N)
+	b.ReportMetric(float64(total/n)/1e6, "ms/rehearsal")
+	b.ReportMetric(float64(card/n)/1e6, "card-ms")
+	b.ReportMetric(float64(hsm/n)/1e6, "hsm-ms")
+	b.ReportMetric(float64(own/n)/1e6, "custos-ms")
+	b.ReportMetric(100*float64(own)/float64(card+hsm+own), "custos-%")
+}
+
+// stepTimes reads a transcript and returns the time spent on each step: from the event before to the
+// step's (last) event.
+func stepTimes(b *testing.B, path string) map[string]time.Duration {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]time.Duration{}
+	var prev time.Time
+	for i, line := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+		var e struct {
+			Time string `json:"time"`
+			Step string `json:"step"`
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			b.Fatal(err)
+		}
+		t, err := time.Parse(time.RFC3339Nano, e.Time)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i > 0 {
+			out[e.Step] += t.Sub(prev)
+		}
+		prev = t
+	}
+	return out
 }

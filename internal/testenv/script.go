@@ -71,6 +71,7 @@ func RunScripts(t *testing.T, dir string, extra map[string]func(ts *testscript.T
 //	softhsm LABEL               makes a SoftHSM token LABEL; sets $MODULE, $SOFTHSM2_CONF and
 //	                            $LABEL_SERIAL (upper case, - as _) and writes its user PIN to LABEL.pin
 //	objects LABEL N             fails unless the token LABEL holds exactly N objects
+//	cpdir SRC DST               copies the directory SRC to the new directory DST
 //	sim SUBCOMMAND SERIAL...    the test process's virtual cards (see cmdSim); guard with [!sim] skip
 func ScriptCommands() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -89,6 +90,7 @@ func ScriptCommands() map[string]func(ts *testscript.TestScript, neg bool, args 
 		"softhsm":   cmdSoftHSM,
 		"objects":   cmdObjects,
 		"sim":       cmdSim,
+		"cpdir":     cmdCpDir,
 	}
 }
 
@@ -390,4 +392,25 @@ func cmdObjects(ts *testscript.TestScript, neg bool, args []string) {
 	if len(objs) != n {
 		ts.Fatalf("token %s holds %d objects, want %d", args[0], len(objs), n)
 	}
+}
+
+func cmdCpDir(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: cpdir SRC DST")
+	}
+	src, dst := ts.MkAbs(args[0]), ts.MkAbs(args[1])
+	ts.Check(filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.Mkdir(filepath.Join(dst, rel), 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o600)
+	}))
 }

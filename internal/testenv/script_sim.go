@@ -50,6 +50,7 @@ func pinVerifies(serial uint32) (uint64, error) {
 //	                          and opening a card locks its reader, so every card script starts so
 //	sim fresh SERIAL...       the cards as they first came up (default PIN, no keys)
 //	sim eject|insert SERIAL   takes a card out of its reader, or puts it back
+//	sim deny|approve SERIAL   makes the card refuse touch (as when nobody touches it), or approve it again
 //	sim verifies SERIAL       prints the number of PIN-carrying VERIFYs the card has received
 //	sim mark SERIAL...        remembers the cards' PIN-carrying VERIFY counts
 //	sim verified N SERIAL...  fails unless each card received exactly N PIN-carrying VERIFYs since its mark
@@ -90,6 +91,9 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 			err = theSim.s.Eject(serial)
 		case "insert":
 			err = theSim.s.Insert(serial)
+		case "deny", "approve":
+			err = theSim.s.SetTouch(serial, args[0] == "approve")
+			ts.Defer(func() { theSim.s.SetTouch(serial, true) })
 		case "verifies", "mark", "verified":
 			var n uint64
 			if n, err = pinVerifies(serial); err != nil {
