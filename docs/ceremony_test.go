@@ -31,9 +31,9 @@ func commandLines(doc string) []string {
 		text := strings.TrimSpace(line)
 		switch {
 		case cont:
-			out[len(out)-1] += " " + strings.TrimSuffix(text, `\`)
+			out[len(out)-1] += " " + strings.TrimSpace(strings.TrimSuffix(text, `\`))
 		case strings.HasPrefix(text, "$ custos "):
-			out = append(out, strings.TrimSuffix(strings.TrimPrefix(text, "$ "), `\`))
+			out = append(out, strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(text, "$ "), `\`)))
 		default:
 			continue
 		}
