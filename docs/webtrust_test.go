@@ -165,6 +165,17 @@ func commandTree(t *testing.T) map[string]string {
 	return helpTree
 }
 
+// unlistedFlags returns the flags a command's help does not list.
+func unlistedFlags(help string, flags []string) []string {
+	var out []string
+	for _, f := range flags {
+		if !strings.Contains(help, f+" ") && !strings.Contains(help, f+"\n") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // subcommands parses the "Available Commands:" list of cobra's help.
 func subcommands(help string) []string {
 	_, list, ok := strings.Cut(help, "Available Commands:\n")
@@ -405,10 +416,8 @@ func TestDocCommandsExist(t *testing.T) {
 				t.Errorf("%s: `%s` is named as existing, but 'custos %s' is not a command (mark it \"(planned\")", name, m.text, m.path)
 			default:
 				existing++
-				for _, f := range m.flags {
-					if !strings.Contains(help, f+" ") && !strings.Contains(help, f+"\n") {
-						t.Errorf("%s: `%s` names %s, which 'custos %s --help' does not list", name, m.text, f, m.path)
-					}
+				for _, f := range unlistedFlags(help, m.flags) {
+					t.Errorf("%s: `%s` names %s, which 'custos %s --help' does not list", name, m.text, f, m.path)
 				}
 			}
 		}
