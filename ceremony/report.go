@@ -33,6 +33,18 @@ var evidence = map[string]string{
 	"combine":        "BR 6.2.2; BR 6.2.8 (activation by a quorum)",
 	"import":         "BR 6.2.6 (transfer into a module); BR 6.2.7",
 	"abort":          "WebTrust 4.1 (deviations)",
+	"slot":           "BR 6.2.10 (destroying private keys): the retired key overwritten",
+	"attestation":    "BR 6.2.10: the slot's fresh attestation proves the old key is gone",
+	"report":         "BR 6.2.2: which generations a quorum can still open",
+	"legacy":         "BR 6.2.6 (transfer into a module): what the legacy procedure hands over",
+	"components":     "BR 6.2.2 (split knowledge): each component checked on its own",
+	"legacy-key":     "BR 6.2.2",
+	"legacy-mac":     "BR 6.2 (integrity of the encrypted key)",
+	"adopt":          "BR 6.2.6; BR 6.2.7",
+	"envelopes":      "BR 6.2.10; WebTrust 4.1: the paper envelopes' destruction witnessed",
+	"rewrap":         "BR 6.2; BR 6.2.4: the backup under a new KEK",
+	"handover":       "BR 5.4.1: the old manifest key hands over to the new one",
+	"supersede":      "BR 6.2.10: every recorded copy of the old blob destroyed",
 	"seal":           "BR 5.4.1 (tamper-evident log)",
 }
 
@@ -116,7 +128,10 @@ func summary(e Event) string {
 			if v != "" {
 				parts = append(parts, k+": "+v)
 			}
-		case bool, float64, int:
+		case float64:
+			// Facts read back from a transcript are JSON numbers; custos writes integers only.
+			parts = append(parts, fmt.Sprintf("%s: %d", k, int64(v)))
+		case bool, int:
 			parts = append(parts, fmt.Sprintf("%s: %v", k, v))
 		}
 	}

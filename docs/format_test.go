@@ -196,7 +196,8 @@ func TestRebuildShamirVector(t *testing.T) {
 func TestFormatVersionsDocumented(t *testing.T) {
 	doc := readDoc(t)
 	for _, v := range []string{wrap.FileFormat, shares.EnvelopeFormat, shares.CheckTokenFormat,
-		shares.ManifestFormat, shares.RosterFormat, ceremony.ReceiptFormat, card.RecordFormat, card.LiveFormat} {
+		shares.ManifestFormat, shares.RosterFormat, ceremony.ReceiptFormat, card.RecordFormat, card.LiveFormat,
+		ceremony.SealFormat, ceremony.HandoverFormat} {
 		if !strings.Contains(doc, "`"+v+"`") {
 			t.Errorf("format version %s is not documented in format.md", v)
 		}
@@ -305,7 +306,21 @@ func TestMemberTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lines := bytes.Split(bytes.TrimSpace(read(ceremony.TranscriptFile)), []byte("\n"))
+	var sealLine struct {
+		Actor json.RawMessage `json:"actor"`
+		Facts struct {
+			Body       json.RawMessage   `json:"body"`
+			Signatures []json.RawMessage `json:"signatures"`
+		} `json:"facts"`
+	}
+	if err := json.Unmarshal(lines[len(lines)-1], &sealLine); err != nil {
+		t.Fatal(err)
+	}
 	objects := map[string][]byte{
+		"transcript event": lines[0], "actor": marshal(t, ceremony.Actor{Role: "witness", Name: "w", Serial: 1}),
+		"seal body": sealLine.Facts.Body, "seal signature": sealLine.Facts.Signatures[0],
+		"handover":         marshal(t, ceremony.Handover{}),
 		"custodian record": marshal(t, rec), "card key": marshal(t, rec.Decryption),
 		"roster": roster, "roster member": r.Custodians[0], "share envelope": envelope,
 		"check token": token, "manifest file": manifestFile, "manifest": marshal(t, m),
