@@ -209,7 +209,7 @@ func (r *rehearsal) run(ctx context.Context) (err error) {
 		}
 	}
 	started := time.Now()
-	for _, phase := range []func(context.Context) error{r.enroll, r.generate, r.checks, r.imports, r.verify, r.reshare, r.rekey, r.adopt} {
+	for _, phase := range []func(context.Context) error{r.enroll, r.generate, r.checks, r.imports, r.verify, r.reshare, r.rekey, r.adopt, r.retire} {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -457,4 +457,32 @@ func (r *rehearsal) rekey(context.Context) error {
 		return err
 	}
 	return r.importInto("import-rekey", "rehearsal-rekeyed", r.serials[3:5], "generation", "reshare", "rekey")
+}
+
+// retire destroys the first generation's card keys (slot 0x82 on every card), which the rekey replaced,
+// giving each retirement the earlier ones, and reports the first two generations revoked.
+func (r *rehearsal) retire(context.Context) error {
+	fmt.Fprintln(r.stdout, "card retire (the keys the rekey replaced)")
+	var earlier []string
+	var out string
+	for i, serial := range r.serials {
+		dir := fmt.Sprintf("retire-%s", r.name(i))
+		args := []string{"card", "retire", "--rehearsal", "--serial", fmt.Sprint(serial), "--slot", "1",
+			"--ceremony", "generation", "--ceremony", "reshare", "--ceremony", "rekey", "--expect-seal", r.sealOf("rekey"),
+			"--witness", rehearsalWitness, "--pin-file", "cards.pin", "--out", dir}
+		for _, e := range earlier {
+			args = append(args, "--ceremony", e)
+		}
+		var err error
+		if out, err = r.custosStep("card retire "+r.name(i), args...); err != nil {
+			return err
+		}
+		earlier = append(earlier, dir)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.HasPrefix(line, "ceremony ") && strings.Contains(line, " generation ") {
+			r.notes = append(r.notes, "after the retirements, "+line)
+		}
+	}
+	return nil
 }

@@ -82,7 +82,8 @@ func TestRehearsal(t *testing.T) {
 	stdout, stderr := rehearse(t, dir, "--ca-key", "rsa3072")
 	for _, want := range []string{"REHEARSAL complete", "seal generation ", "seal import-softhsm ", "seal import-opencryptoki ",
 		"recorded as a deviation", "seal reshare ", "seal import-reshare ", "seal rekey ", "seal import-rekey ", "seal adoption ",
-		"seal import-adoption "} {
+		"seal import-adoption ", "generation 1 (latest 3): 0 of 5 members can still open their shares, 3 needed: REVOKED",
+		"generation 2 (latest 3): 0 of 3 members can still open their shares, 2 needed: REVOKED"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
@@ -108,16 +109,20 @@ func TestRehearsal(t *testing.T) {
 		env = append(env, m[1]+"="+m[2])
 	}
 	secrets := t.TempDir() // outside the rehearsal's directory
-	kek := filepath.Join(secrets, "kek")
-	c := exec.Command(custos, "combine", "--rehearsal", "--ceremony", filepath.Join(dir, "generation"), "--pin-file", filepath.Join(dir, "cards.pin"), "--out", kek)
-	c.Env = env
-	if out, err := c.CombinedOutput(); err != nil {
-		t.Fatalf("combine: %v: %s", err, out)
-	}
 	var found []testenv.Secret
-	kb, _ := os.ReadFile(kek)
-	found = append(found, testenv.Secret{Name: "KEK", Value: kb})
-	found = append(found, caKeySecrets(t, kb, filepath.Join(dir, "generation", "ca-key.wrapped"))...)
+	// The KEKs of the current generations, and the CA keys they wrap. The first generations' KEK can no
+	// longer be rebuilt: their card keys are retired, which shareSecrets shows.
+	for _, record := range []string{"rekey", "adoption"} {
+		kek := filepath.Join(secrets, record+".kek")
+		c := exec.Command(custos, "combine", "--rehearsal", "--ceremony", filepath.Join(dir, record), "--pin-file", filepath.Join(dir, "cards.pin"), "--out", kek)
+		c.Env = env
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("combine %s: %v: %s", record, err, out)
+		}
+		kb, _ := os.ReadFile(kek)
+		found = append(found, testenv.Secret{Name: "KEK of " + record, Value: kb})
+		found = append(found, caKeySecrets(t, kb, filepath.Join(dir, record, "ca-key.wrapped"))...)
+	}
 	found = append(found, shareSecrets(t, custos, dir, env)...)
 	// The adoption's paper envelopes: each component of the legacy key.
 	comps, err := os.ReadFile(filepath.Join(dir, "legacy", "components"))
@@ -240,6 +245,7 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 		id := filepath.Join(t.TempDir(), "identity")
 		os.WriteFile(id, []byte(r.Identity+"\n"), 0o600)
 		for _, record := range []string{"generation", "reshare", "rekey", "adoption"} {
+			retired := record == "generation" || record == "reshare"
 			if _, err := os.Stat(filepath.Join(dir, record, "shares", r.Name+".age")); err != nil {
 				continue
 			}
@@ -248,6 +254,13 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 				c := exec.Command(age, "-d", "-i", id, filepath.Join(dir, record, kind.dir, r.Name+".age"))
 				c.Env = env
 				plain, err := c.Output()
+				if retired {
+					// card retire destroyed these keys: the first two generations' files open no more.
+					if err == nil {
+						t.Errorf("%s/%s/%s still opens after its card key was retired", record, kind.dir, r.Name)
+					}
+					continue
+				}
 				if err != nil {
 					t.Fatalf("age -d %s/%s/%s: %v", record, kind.dir, r.Name, err)
 				}
@@ -264,9 +277,9 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 			}
 		}
 	}
-	// generation 5, reshare 3, rekey 3 and adoption 3 custodians.
-	if files != 14 {
-		t.Fatalf("opened the shares and tokens of %d custodians, want 14", files)
+	// generation 5, reshare 3 (retired: none opens), rekey 3 and adoption 3 custodians.
+	if files != 14 || len(out) != 24 {
+		t.Fatalf("tried the files of %d custodians and opened %d secrets, want 14 and 24", files, len(out))
 	}
 	return out
 }
