@@ -408,7 +408,7 @@ func TestDocCommandsExist(t *testing.T) {
 			help, real := tree[m.path]
 			switch {
 			case m.planned && real:
-				t.Logf("%s: `%s` is marked planned but exists now; update the document", name, m.text)
+				t.Errorf("%s: `%s` is marked planned but exists now; update the document", name, m.text)
 			case m.planned:
 			case m.path == "":
 				t.Errorf("%s: `%s` names no subcommand", name, m.text)
