@@ -67,9 +67,12 @@ func rehearseCmd() *cobra.Command {
 virtual cards and SoftHSM tokens, enrolls N custodians, builds a K-of-N roster, generates a CA key with a
 root certificate, runs every custodian's share check, imports the key into a second SoftHSM token with K
 cards and, for RSA keys, into openCryptoki's soft token (host-cbcpad, recorded as a deviation; openCryptoki
-3.8.1 holds no EC keys), verifies every record, prints a summary with timings, fingerprints and seals, and
-stops all it started. Every step is the real custos binary in rehearsal mode, as an operator would run it;
-every artifact says REHEARSAL.`,
+3.8.1 holds no EC keys). Then it reshares to 2 of 3 and imports from the new shares, rekeys to fresh card
+keys and imports from the rekeyed shares, adopts a legacy CA key from two paper components and imports
+it, and retires the card keys the rekey replaced, whose report calls the first two generations revoked.
+It verifies every record, prints a summary with timings, fingerprints and seals, and stops all it
+started. Every step is the real custos binary in rehearsal mode, as an operator would run it; every
+artifact says REHEARSAL.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r.stdout = cmd.OutOrStdout()
