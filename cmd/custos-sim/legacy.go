@@ -116,5 +116,5 @@ func (r *rehearsal) adopt(context.Context) error {
 	if _, err := r.record("adoption", out); err != nil {
 		return err
 	}
-	return r.importInto("import-adoption", "rehearsal-adopted", r.serials[2:4], "adoption")
+	return r.importInto("import-adoption", "rehearsal-adopted", r.serials[r.n-3:r.n-1], "adoption")
 }

@@ -76,8 +76,8 @@ artifact says REHEARSAL.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r.stdout = cmd.OutOrStdout()
-			if r.k < 2 || r.k > r.n || r.n > sim.MaxCards {
-				return usagef("--threshold K and --custodians N need 2 <= K <= N <= %d", sim.MaxCards)
+			if r.k < 2 || r.k > r.n || r.n < 3 || r.n > sim.MaxCards {
+				return usagef("--threshold K and --custodians N need 2 <= K <= N, 3 <= N <= %d", sim.MaxCards)
 			}
 			var err error
 			if r.custos, err = findCustos(); err != nil {
@@ -425,14 +425,14 @@ func (r *rehearsal) reshare(context.Context) error {
 	return r.importInto("import-reshare", "rehearsal-reshared", r.serials[1:3], "generation", "reshare")
 }
 
-// rekey gives the CA key a new KEK and three custodians fresh decryption keys on their cards, revoking
+// rekey gives the CA key a new KEK and the last three custodians fresh decryption keys on their cards, revoking
 // the shares of both earlier generations, and imports from two of the rekeyed shares.
 func (r *rehearsal) rekey(context.Context) error {
 	fmt.Fprintln(r.stdout, "rekey (fresh card keys, 2 of 3)")
 	env := r.env
 	r.env = append(r.env, "CUSTOS_PIN="+rehearsalPIN)
 	args := []string{"roster", "create", "--rehearsal", "--threshold", "2", "-o", "roster-rekey.json"}
-	for i := 2; i < 5; i++ {
+	for i := r.n - 3; i < r.n; i++ {
 		name := r.name(i) + "-2"
 		if _, err := r.custosStep("card enroll --decryption-key-only "+name, "card", "enroll", "--rehearsal", "--decryption-key-only",
 			"--serial", fmt.Sprint(r.serials[i]), "--name", name, "-o", name+".json"); err != nil {
@@ -459,7 +459,7 @@ func (r *rehearsal) rekey(context.Context) error {
 	if _, err := r.record("rekey", out); err != nil {
 		return err
 	}
-	return r.importInto("import-rekey", "rehearsal-rekeyed", r.serials[3:5], "generation", "reshare", "rekey")
+	return r.importInto("import-rekey", "rehearsal-rekeyed", r.serials[r.n-2:], "generation", "reshare", "rekey")
 }
 
 // retire destroys the first generation's card keys (slot 0x82 on every card), which the rekey replaced,
