@@ -197,7 +197,7 @@ func TestFormatVersionsDocumented(t *testing.T) {
 	doc := readDoc(t)
 	for _, v := range []string{wrap.FileFormat, shares.EnvelopeFormat, shares.CheckTokenFormat,
 		shares.ManifestFormat, shares.RosterFormat, ceremony.ReceiptFormat, card.RecordFormat, card.LiveFormat,
-		ceremony.SealFormat, ceremony.HandoverFormat} {
+		ceremony.SealFormat, ceremony.HandoverFormat, ceremony.RetireReportFormat} {
 		if !strings.Contains(doc, "`"+v+"`") {
 			t.Errorf("format version %s is not documented in format.md", v)
 		}
@@ -320,8 +320,11 @@ func TestMemberTables(t *testing.T) {
 	objects := map[string][]byte{
 		"transcript event": lines[0], "actor": marshal(t, ceremony.Actor{Role: "witness", Name: "w", Serial: 1}),
 		"seal body": sealLine.Facts.Body, "seal signature": sealLine.Facts.Signatures[0],
-		"handover":         marshal(t, ceremony.Handover{}),
-		"custodian record": marshal(t, rec), "card key": marshal(t, rec.Decryption),
+		"handover":          marshal(t, ceremony.Handover{}),
+		"retire report":     marshal(t, ceremony.RetireReport{}),
+		"retired key":       marshal(t, ceremony.RetiredKey{}),
+		"generation status": marshal(t, ceremony.GenerationStatus{}),
+		"custodian record":  marshal(t, rec), "card key": marshal(t, rec.Decryption),
 		"roster": roster, "roster member": r.Custodians[0], "share envelope": envelope,
 		"check token": token, "manifest file": manifestFile, "manifest": marshal(t, m),
 		"manifest entry": entry, "share reference": e.Share, "check reference": e.Check,
