@@ -21,7 +21,11 @@ func TestMain(m *testing.M) {
 	if _, ok := os.LookupEnv(sim.ServeEnv); ok {
 		os.Exit(run(nil, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
 }
 
 // cli runs custos-sim in this process and checks its exit status.

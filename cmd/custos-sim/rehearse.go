@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,10 +45,20 @@ type rehearsal struct {
 	records []string // record directories, in order
 	module  string   // SoftHSM's module
 	tokens  map[string]string
+	through string // the last part to run
 	// what the summary shows
 	rosterSHA, manifestKey, caFingerprint string
 	notes                                 []string
 }
+
+// phase is one part of the rehearsal.
+type phase struct {
+	name string
+	run  func(context.Context) error
+}
+
+// throughParts are the values --through takes.
+var throughParts = []string{"imports", "reshare", "rekey", "adoption", "retire"}
 
 // stepTime is one command of the rehearsal and its wall time.
 type stepTime struct {
@@ -79,6 +90,9 @@ artifact says REHEARSAL.`,
 			if r.k < 2 || r.k > r.n || r.n < 3 || r.n > sim.MaxCards {
 				return usagef("--threshold K and --custodians N need 2 <= K <= N, 3 <= N <= %d", sim.MaxCards)
 			}
+			if !slices.Contains(throughParts, r.through) {
+				return usagef("--through %q: choose one of %s", r.through, strings.Join(throughParts, ", "))
+			}
 			var err error
 			if r.custos, err = findCustos(); err != nil {
 				return err
@@ -102,6 +116,7 @@ artifact says REHEARSAL.`,
 	c.Flags().IntVar(&r.k, "threshold", 3, "shares needed")
 	c.Flags().StringVar(&r.caKey, "ca-key", "rsa4096", "the CA key: rsa4096, rsa3072, p384 or p256")
 	c.Flags().StringVar(&keep, "dir", "", "keep everything in DIR (must be empty or new)")
+	c.Flags().StringVar(&r.through, "through", "retire", "stop after this part: imports (generation, checks, imports), reshare, rekey, adoption or retire (all)")
 	return c
 }
 
@@ -212,11 +227,19 @@ func (r *rehearsal) run(ctx context.Context) (err error) {
 		}
 	}
 	started := time.Now()
-	for _, phase := range []func(context.Context) error{r.enroll, r.generate, r.checks, r.imports, r.verify, r.reshare, r.rekey, r.adopt, r.retire} {
+	phases := []phase{
+		{"enroll", r.enroll}, {"generation", r.generate}, {"checks", r.checks}, {"imports", r.imports}, {"verify", r.verify},
+		{"reshare", r.reshare}, {"rekey", r.rekey}, {"adoption", r.adopt}, {"retire", r.retire},
+	}
+	last := slices.IndexFunc(phases, func(p phase) bool { return p.name == r.through })
+	if r.through == "imports" {
+		last++ // the imports and their verification
+	}
+	for _, phase := range phases[:last+1] {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := phase(ctx); err != nil {
+		if err := phase.run(ctx); err != nil {
 			return err
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,12 +24,16 @@ import (
 	"github.com/custos-pki/custos/wrap"
 )
 
+// builtDir is where built put the binaries; TestMain removes it.
+var builtDir string
+
 // built holds the custos and custos-sim binaries, built once per test process the way `make build` does.
 var built = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "custos-rehearse-bin-")
 	if err != nil {
 		return "", err
 	}
+	builtDir = dir
 	for _, c := range []string{"custos", "custos-sim"} {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, c), "github.com/custos-pki/custos/cmd/"+c).CombinedOutput()
 		if err != nil {
@@ -50,7 +55,6 @@ func rehearse(t testing.TB, dir string, args ...string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(bin) })
 	cmd := exec.Command(filepath.Join(bin, "custos-sim"), append([]string{"rehearse", "--dir", dir}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -72,99 +76,25 @@ func withoutSim(env []string) []string {
 	return out
 }
 
-// TestRehearsal runs the rehearsal `make rehearsal` runs (RSA-3072 here, so that the openCryptoki import
-// is part of it, while the default is RSA-4096), then shows that it prints the seals, that the records
-// verify, that no KEK, share, check token, PIN or CA private key (PKCS#8 or a private value) is in the
-// records, logs or output (the scanner's positive control proving it would find them), and that no KEK,
-// transport key or session copy is left in a token.
-func TestRehearsal(t *testing.T) {
+// TestRehearsalThroughImports runs the rehearsal of the generation and import ceremonies (RSA-3072,
+// so that the openCryptoki import is part of it; `make rehearsal`'s default is RSA-4096), then shows that
+// it prints the seals, that no KEK, share, check token, PIN or CA private key (PKCS#8 or a private
+// value) is in the records, logs or output (the scanner's positive control proving it would find
+// them), and that no KEK, transport key or session copy is left in a token.
+func TestRehearsalThroughImports(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rehearsal")
-	stdout, stderr := rehearse(t, dir, "--ca-key", "rsa3072")
+	stdout, stderr := rehearse(t, dir, "--ca-key", "rsa3072", "--through", "imports")
 	for _, want := range []string{"REHEARSAL complete", "seal generation ", "seal import-softhsm ", "seal import-opencryptoki ",
-		"recorded as a deviation", "seal reshare ", "seal import-reshare ", "seal rekey ", "seal import-rekey ", "seal adoption ",
-		"seal import-adoption ", "generation 1 (latest 3): 0 of 5 members can still open their shares, 3 needed: REVOKED",
-		"generation 2 (latest 3): 0 of 3 members can still open their shares, 2 needed: REVOKED"} {
+		"recorded as a deviation"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
 	}
-	for _, d := range []string{"sim", "softhsm"} {
-		if _, err := os.Stat(filepath.Join(dir, d)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin, _ := built()
-	custos := filepath.Join(bin, "custos")
-
-	// Bring the rehearsal's cards back, outside this process, to learn the secrets to look for.
-	up := exec.Command(filepath.Join(bin, "custos-sim"), "up", "--dir", filepath.Join(dir, "sim"))
-	up.Env = withoutSim(os.Environ())
-	exports, err := up.Output()
-	if err != nil {
-		t.Fatalf("custos-sim up: %v", err)
-	}
-	defer exec.Command(filepath.Join(bin, "custos-sim"), "down", "--dir", filepath.Join(dir, "sim")).Run()
-	env := append(withoutSim(os.Environ()), "CUSTOS_PIN="+rehearsalPIN, "CUSTOS_SIM_DIR="+filepath.Join(dir, "sim"))
-	for _, m := range regexp.MustCompile(`export (PCSCLITE_CSOCK_NAME)='([^']+)'`).FindAllStringSubmatch(string(exports), -1) {
-		env = append(env, m[1]+"="+m[2])
-	}
-	secrets := t.TempDir() // outside the rehearsal's directory
-	var found []testenv.Secret
-	// The KEKs of the current generations, and the CA keys they wrap. The first generations' KEK can no
-	// longer be rebuilt: their card keys are retired, which shareSecrets shows.
-	for _, record := range []string{"rekey", "adoption"} {
-		kek := filepath.Join(secrets, record+".kek")
-		c := exec.Command(custos, "combine", "--rehearsal", "--ceremony", filepath.Join(dir, record), "--pin-file", filepath.Join(dir, "cards.pin"), "--out", kek)
-		c.Env = env
-		if out, err := c.CombinedOutput(); err != nil {
-			t.Fatalf("combine %s: %v: %s", record, err, out)
-		}
-		kb, _ := os.ReadFile(kek)
-		found = append(found, testenv.Secret{Name: "KEK of " + record, Value: kb})
-		found = append(found, caKeySecrets(t, kb, filepath.Join(dir, record, "ca-key.wrapped"))...)
-	}
-	found = append(found, shareSecrets(t, custos, dir, env)...)
-	// The adoption's paper envelopes: each component of the legacy key.
-	comps, err := os.ReadFile(filepath.Join(dir, "legacy", "components"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, line := range strings.Split(strings.TrimSpace(string(comps)), "\n") {
-		hexValue, _, _ := strings.Cut(line, " ")
-		v, err := hex.DecodeString(hexValue)
-		if err != nil {
-			t.Fatal(err)
-		}
-		found = append(found, testenv.Secret{Name: fmt.Sprintf("legacy component %d", i+1), Value: v})
-	}
-	for _, p := range []string{rehearsalPIN, rehearsalPUK, rehearsalHSMPIN} {
-		found = append(found, testenv.Secret{Name: "PIN " + p[:2] + "…", Value: []byte(p)})
-	}
-	os.WriteFile(filepath.Join(secrets, "stdout"), []byte(stdout), 0o600)
-	os.WriteFile(filepath.Join(secrets, "stderr"), []byte(stderr), 0o600)
-
-	s, err := testenv.NewScanner(found...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PositiveControl(found...); err != nil {
-		t.Fatal(err)
-	}
-	// Everything the rehearsal wrote but its inputs that hold secrets by design (the PIN files, the
-	// legacy procedure's envelopes) and the state of the virtual cards and software tokens, which play
-	// the hardware.
-	findings, err := s.ScanPaths([]string{dir, filepath.Join(secrets, "stdout"), filepath.Join(secrets, "stderr")},
-		filepath.Join(dir, "cards.pin"), filepath.Join(dir, "hsm.pin"), filepath.Join(dir, "legacy"), filepath.Join(dir, "sim"), filepath.Join(dir, "softhsm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range findings {
-		t.Errorf("secret found: %s", f)
-	}
-	t.Logf("scanned for %d secrets: none found", len(found))
+	scanRehearsal(t, dir, stdout, stderr, []string{"generation"}, nil)
 
 	// No KEK, transport key or session copy in the SoftHSM tokens: the source holds nothing, the target
-	// the CA key, its public key and its certificate.
+	// the CA key, its public key and its certificate. (SoftHSM reads its configuration once per process:
+	// only this test lists tokens.)
 	t.Setenv("SOFTHSM2_CONF", filepath.Join(dir, "softhsm", "softhsm2.conf"))
 	for label, want := range map[string]int{"rehearsal-source": 0, "rehearsal-target": 3} {
 		serial := tokenSerial(t, stdout, dir, label)
@@ -178,6 +108,92 @@ func TestRehearsal(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRehearsal runs the whole rehearsal `make rehearsal` runs (P-256 here): generation, checks,
+// imports, a reshare, a rekey and an adoption each with an import, and the retirement of the keys the
+// rekey replaced. It prints every seal and calls the first two generations revoked; their share files
+// no longer open on the cards; and no KEK, share, check token, PIN, CA private key or legacy component
+// is in the records, logs or output.
+func TestRehearsal(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rehearsal")
+	stdout, stderr := rehearse(t, dir, "--ca-key", "p256")
+	for _, want := range []string{"REHEARSAL complete", "seal generation ", "seal import-softhsm ",
+		"seal reshare ", "seal import-reshare ", "seal rekey ", "seal import-rekey ", "seal adoption ", "seal import-adoption ",
+		"generation 1 (latest 3): 0 of 5 members can still open their shares, 3 needed: REVOKED",
+		"generation 2 (latest 3): 0 of 3 members can still open their shares, 2 needed: REVOKED"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	scanRehearsal(t, dir, stdout, stderr, []string{"rekey", "adoption"}, []string{"generation", "reshare"})
+}
+
+// scanRehearsal brings a finished rehearsal's cards back and learns its secrets: the KEKs of current
+// (the records whose quorum can still open), the CA keys they wrap, every share and check token of
+// current (retired's must no longer open), the legacy components of an adoption and the rehearsal's
+// PINs. Then it scans the rehearsal's directory and output for them, after the scanner's positive
+// control, leaving out only the inputs that hold secrets by design and the state of the virtual cards
+// and software tokens, which play the hardware.
+func scanRehearsal(t *testing.T, dir, stdout, stderr string, current, retired []string) {
+	bin, _ := built()
+	custos := filepath.Join(bin, "custos")
+	up := exec.Command(filepath.Join(bin, "custos-sim"), "up", "--dir", filepath.Join(dir, "sim"))
+	up.Env = withoutSim(os.Environ())
+	exports, err := up.Output()
+	if err != nil {
+		t.Fatalf("custos-sim up: %v", err)
+	}
+	defer exec.Command(filepath.Join(bin, "custos-sim"), "down", "--dir", filepath.Join(dir, "sim")).Run()
+	env := append(withoutSim(os.Environ()), "CUSTOS_PIN="+rehearsalPIN, "CUSTOS_SIM_DIR="+filepath.Join(dir, "sim"))
+	for _, m := range regexp.MustCompile(`export (PCSCLITE_CSOCK_NAME)='([^']+)'`).FindAllStringSubmatch(string(exports), -1) {
+		env = append(env, m[1]+"="+m[2])
+	}
+	secrets := t.TempDir() // outside the rehearsal's directory
+	var found []testenv.Secret
+	for _, record := range current {
+		kek := filepath.Join(secrets, record+".kek")
+		c := exec.Command(custos, "combine", "--rehearsal", "--ceremony", filepath.Join(dir, record), "--pin-file", filepath.Join(dir, "cards.pin"), "--out", kek)
+		c.Env = env
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("combine %s: %v: %s", record, err, out)
+		}
+		kb, _ := os.ReadFile(kek)
+		found = append(found, testenv.Secret{Name: "KEK of " + record, Value: kb})
+		found = append(found, caKeySecrets(t, kb, filepath.Join(dir, record, "ca-key.wrapped"))...)
+	}
+	found = append(found, shareSecrets(t, custos, dir, env, current, retired)...)
+	if comps, err := os.ReadFile(filepath.Join(dir, "legacy", "components")); err == nil {
+		for i, line := range strings.Split(strings.TrimSpace(string(comps)), "\n") {
+			hexValue, _, _ := strings.Cut(line, " ")
+			v, err := hex.DecodeString(hexValue)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found = append(found, testenv.Secret{Name: fmt.Sprintf("legacy component %d", i+1), Value: v})
+		}
+	}
+	for _, p := range []string{rehearsalPIN, rehearsalPUK, rehearsalHSMPIN} {
+		found = append(found, testenv.Secret{Name: "PIN " + p[:2] + "…", Value: []byte(p)})
+	}
+	os.WriteFile(filepath.Join(secrets, "stdout"), []byte(stdout), 0o600)
+	os.WriteFile(filepath.Join(secrets, "stderr"), []byte(stderr), 0o600)
+	s, err := testenv.NewScanner(found...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PositiveControl(found...); err != nil {
+		t.Fatal(err)
+	}
+	findings, err := s.ScanPaths([]string{dir, filepath.Join(secrets, "stdout"), filepath.Join(secrets, "stderr")},
+		filepath.Join(dir, "cards.pin"), filepath.Join(dir, "hsm.pin"), filepath.Join(dir, "legacy"), filepath.Join(dir, "sim"), filepath.Join(dir, "softhsm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range findings {
+		t.Errorf("secret found: %s", f)
+	}
+	t.Logf("scanned for %d secrets: none found", len(found))
 }
 
 // caKeySecrets unwraps the CA key with the KEK and returns its PKCS#8 DER and private values.
@@ -221,9 +237,10 @@ func caKeySecrets(t *testing.T, kek []byte, wrapped string) []testenv.Secret {
 	return out
 }
 
-// shareSecrets opens every share and check token of the rehearsal's records with the stock age CLI and
-// custos in plugin mode on the virtual cards, and returns the shares, the tokens and their plaintexts.
-func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secret {
+// shareSecrets opens every share and check token of the current records with the stock age CLI and
+// custos in plugin mode on the virtual cards, and returns the shares, the tokens and their plaintexts;
+// the files of the retired records must no longer open.
+func shareSecrets(t *testing.T, custos, dir string, env []string, current, retired []string) []testenv.Secret {
 	age := testenv.RequireTool(t, "age")
 	plugins := t.TempDir()
 	if err := os.Symlink(custos, filepath.Join(plugins, "age-plugin-yubikey")); err != nil {
@@ -232,7 +249,7 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 	env = append(env, "PATH="+plugins+string(os.PathListSeparator)+os.Getenv("PATH"))
 	records, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	var out []testenv.Secret
-	files := 0
+	opened, refused := 0, 0
 	for _, rec := range records {
 		var r struct {
 			Name     string `json:"name"`
@@ -244,21 +261,21 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 		}
 		id := filepath.Join(t.TempDir(), "identity")
 		os.WriteFile(id, []byte(r.Identity+"\n"), 0o600)
-		for _, record := range []string{"generation", "reshare", "rekey", "adoption"} {
-			retired := record == "generation" || record == "reshare"
+		for _, record := range append(append([]string{}, current...), retired...) {
 			if _, err := os.Stat(filepath.Join(dir, record, "shares", r.Name+".age")); err != nil {
 				continue
 			}
-			files++
+			isRetired := slices.Contains(retired, record)
 			for _, kind := range []struct{ dir, field string }{{"shares", "share"}, {"checks", "token"}} {
 				c := exec.Command(age, "-d", "-i", id, filepath.Join(dir, record, kind.dir, r.Name+".age"))
 				c.Env = env
 				plain, err := c.Output()
-				if retired {
-					// card retire destroyed these keys: the first two generations' files open no more.
+				if isRetired {
+					// card retire destroyed these keys: the file opens no more.
 					if err == nil {
 						t.Errorf("%s/%s/%s still opens after its card key was retired", record, kind.dir, r.Name)
 					}
+					refused++
 					continue
 				}
 				if err != nil {
@@ -274,13 +291,14 @@ func shareSecrets(t *testing.T, custos, dir string, env []string) []testenv.Secr
 				}
 				name := record + "/" + kind.dir + "/" + r.Name
 				out = append(out, testenv.Secret{Name: name, Value: raw}, testenv.Secret{Name: name + " plaintext", Value: plain})
+				opened++
 			}
 		}
 	}
-	// generation 5, reshare 3 (retired: none opens), rekey 3 and adoption 3 custodians.
-	if files != 14 || len(out) != 24 {
-		t.Fatalf("tried the files of %d custodians and opened %d secrets, want 14 and 24", files, len(out))
+	if opened == 0 || (len(retired) > 0 && refused == 0) {
+		t.Fatalf("opened %d files and saw %d refused; want some of each that applies", opened, refused)
 	}
+	t.Logf("opened %d share and check files; %d files of retired keys stayed shut", opened, refused)
 	return out
 }
 
