@@ -74,6 +74,9 @@ func ShareCheck(o ShareCheckOptions) (*Receipt, error) {
 	if err != nil {
 		return nil, err
 	}
+	if lm.Kind == shares.KindCeremony && !o.Rehearsal && o.ExpectSeal == "" {
+		return nil, fmt.Errorf("%w: the share check of a CA key backup is pinned by the record's latest seal (--expect-seal), not by its manifest key alone", ErrUsage)
+	}
 	if o.Identity == "" {
 		return cardShareCheck(o, lm)
 	}

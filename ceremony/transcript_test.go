@@ -15,6 +15,7 @@ import (
 
 	"github.com/custos-pki/custos/internal/jcs"
 	"github.com/custos-pki/custos/shares"
+	"github.com/custos-pki/custos/wrap"
 )
 
 // sealedRecord makes a rehearsal split record with a transcript of a few events, sealed by its manifest
@@ -228,4 +229,35 @@ func flip(t *testing.T, p string) {
 	}
 	b[len(b)/2] ^= 1
 	os.WriteFile(p, b, 0o600)
+}
+
+// TestShareCheckOfBackupNeedsSeal: in production, the share check of a CA key backup is pinned by the
+// record's latest seal; the manifest key alone is refused.
+func TestShareCheckOfBackupNeedsSeal(t *testing.T) {
+	dir := t.TempDir()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	id := "00112233445566778899aabbccddeeff"
+	key, _ := shares.DeriveManifestKey(secret, id)
+	kcv, _ := wrap.KCV(secret)
+	h := strings.Repeat("ab", 32)
+	m := &shares.Manifest{Format: shares.ManifestFormat, Kind: shares.KindCeremony, CeremonyID: id, Generation: 1,
+		Created: "2026-11-26T00:00:00Z", Threshold: 2, SecretSize: 32, SecretCheck: kcv.String(),
+		ManifestKey: key.Public().(ed25519.PublicKey), RosterSHA: h, Deviations: []string{},
+		CA: &shares.CAInfo{KeyAlg: "p256", Fingerprint: "SHA256:x", WrappedSHA256: h, PublicKeySHA256: h}}
+	for i, n := range []string{"a", "b"} {
+		m.Custodians = append(m.Custodians, shares.Entry{Name: n, Recipient: "age1" + n, Kind: shares.KindX25519,
+			Share: shares.ShareRef{File: "shares/" + n + ".age", X: i + 1, Commitment: h, FileSHA256: h},
+			Check: shares.CheckRef{File: "checks/" + n + ".age", FileSHA256: h, ValueSHA256: h}})
+	}
+	b, err := m.Sign(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o600)
+	fp, _ := m.ManifestKeyFingerprint()
+	_, err = ShareCheck(ShareCheckOptions{Ceremony: dir, ExpectManifestKey: fp, Identity: "unused"})
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "pinned by the record's latest seal") {
+		t.Fatalf("%v", err)
+	}
 }
