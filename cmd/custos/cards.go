@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/custos-pki/custos/card"
+	"github.com/custos-pki/custos/ceremony"
 )
 
 // cardFlags are --serial, --one-reader, --card-timeout, --pin-file and --allow-last-pin-try.
@@ -109,4 +110,14 @@ func (a *app) confirmTyped(prompt, answer string) (bool, error) {
 		line = append(line, buf[0])
 	}
 	return strings.TrimSpace(string(line)) == answer, nil
+}
+
+// cards are how a command reaches the custodians' cards: the selector and the PIN entry. Call wipe when
+// the command is done.
+func (a *app) cards(f *cardFlags, rehearsal bool) (ceremony.CardOptions, func(), error) {
+	pins, wipe, err := a.pinEntry(f, rehearsal)
+	if err != nil {
+		return ceremony.CardOptions{}, nil, err
+	}
+	return ceremony.CardOptions{Selector: a.selector(f, rehearsal), PIN: pins}, wipe, nil
 }

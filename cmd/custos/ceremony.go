@@ -68,11 +68,7 @@ func (a *app) begin(f *flowFlags) (*ceremony.PreflightReport, ceremony.Facts, er
 
 // cardOptions are how the flow reaches the custodians' cards; call wipe when the flow is done.
 func (a *app) cardOptions(f *flowFlags) (ceremony.CardOptions, func(), error) {
-	pins, wipe, err := a.pinEntry(&f.cards, f.hsm.rehearsal)
-	if err != nil {
-		return ceremony.CardOptions{}, nil, err
-	}
-	return ceremony.CardOptions{Selector: a.selector(&f.cards, f.hsm.rehearsal), PIN: pins}, wipe, nil
+	return a.cards(&f.cards, f.hsm.rehearsal)
 }
 
 // prompter asks the flow's witnesses: on the terminal, or with the --witness name in rehearsal.

@@ -32,12 +32,11 @@ native age X25519 identities (-i, repeatable) and the custodians' cards present 
 			if o.ExpectManifestKey, err = a.pinned(o.ExpectManifestKey, "expect-manifest-key", "the manifest key fingerprint", o.Rehearsal); err != nil {
 				return err
 			}
-			pins, wipe, err := a.pinEntry(&cf, o.Rehearsal)
-			if err != nil {
+			var wipe func()
+			if o.Cards, wipe, err = a.cards(&cf, o.Rehearsal); err != nil {
 				return err
 			}
 			defer wipe()
-			o.Cards = ceremony.CardOptions{Selector: a.selector(&cf, o.Rehearsal), PIN: pins}
 			res, err := ceremony.Combine(o)
 			if err != nil {
 				return err

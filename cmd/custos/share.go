@@ -38,12 +38,11 @@ signing key ('custos transcript verify --receipt' checks it).`,
 					return err
 				}
 			}
-			pins, wipe, err := a.pinEntry(&cf, o.Rehearsal)
-			if err != nil {
+			var wipe func()
+			if o.Cards, wipe, err = a.cards(&cf, o.Rehearsal); err != nil {
 				return err
 			}
 			defer wipe()
-			o.Cards = ceremony.CardOptions{Selector: a.selector(&cf, o.Rehearsal), PIN: pins}
 			rc, err := ceremony.ShareCheck(o)
 			if err != nil {
 				return err

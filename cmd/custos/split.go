@@ -49,12 +49,11 @@ entry per card.`,
 					return fmt.Errorf("secret file %s is %d bytes; custos splits AES keys of 16, 24 or 32 bytes", secretFile, len(o.Secret))
 				}
 			}
-			pins, wipe, err := a.pinEntry(&cf, o.Rehearsal)
-			if err != nil {
+			var wipe func()
+			if o.Cards, wipe, err = a.cards(&cf, o.Rehearsal); err != nil {
 				return err
 			}
 			defer wipe()
-			o.Cards = ceremony.CardOptions{Selector: a.selector(&cf, o.Rehearsal), PIN: pins}
 			o.Deviations = a.deviations()
 			if o.Host, err = a.hostFacts(); err != nil {
 				return err
