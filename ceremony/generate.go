@@ -452,7 +452,13 @@ func (g *generation) destroy(context.Context) error {
 		facts["ca_key"] = "destroyed"
 	}
 	g.destroyed = true
-	return g.event("destroy", Actor{Role: "hsm", Name: g.sess.Token.Label}, facts)
+	// The token is done with: log out and close the session before the record is sealed.
+	label := g.sess.Token.Label
+	if err := g.sess.Close(); err != nil {
+		return err
+	}
+	g.sess = nil
+	return g.event("destroy", Actor{Role: "hsm", Name: label}, facts)
 }
 
 // abort removes everything the ceremony created in the source token (invariant 7) and on disk except

@@ -55,6 +55,7 @@ type importRun struct {
 	release func() // the cards held
 	o       ImportOptions
 	records []*VerifiedRecord
+	target  string // the target token, for the result
 	vr      *VerifiedRecord
 	m       *shares.Manifest
 	file    *wrap.File
@@ -137,7 +138,7 @@ func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error)
 	if err != nil {
 		return nil, err
 	}
-	return &ImportResult{Dir: o.Out, RecordID: id, CAFingerprint: im.file.Fingerprint, Token: im.sess.Token.String(), Seal: seal, Import: im.res}, nil
+	return &ImportResult{Dir: o.Out, RecordID: id, CAFingerprint: im.file.Fingerprint, Token: im.target, Seal: seal, Import: im.res}, nil
 }
 
 // load reads what the verified record pins: the manifest, the wrapped key, the CA public key and
@@ -346,7 +347,14 @@ func (im *importRun) importKey(ctx context.Context) error {
 	if err := im.res.Proof.Verify(im.caPub); err != nil {
 		return err
 	}
-	return im.t.Append("import", Actor{Role: "hsm", Name: im.sess.Token.Label}, Facts{"import": im.res, "proof_verified": true, "deviations": toAny(im.res.Deviations)})
+	// The token is done with: log out and close the session before the record is sealed.
+	im.target = im.sess.Token.String()
+	label := im.sess.Token.Label
+	if err := im.sess.Close(); err != nil {
+		return err
+	}
+	im.sess = nil
+	return im.t.Append("import", Actor{Role: "hsm", Name: label}, Facts{"import": im.res, "proof_verified": true, "deviations": toAny(im.res.Deviations)})
 }
 
 func toAny(xs []string) []any {

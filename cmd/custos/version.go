@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -48,8 +49,10 @@ read-only media against the reproducible build (make build).`,
 	return cmd
 }
 
-// selfHash hashes the running executable.
-func selfHash() (*versionInfo, error) {
+// selfHash hashes the running executable, once per process (preflight and the record both show it).
+var selfHash = sync.OnceValues(hashSelf)
+
+func hashSelf() (*versionInfo, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("version: cannot find the running binary: %w", err)
