@@ -164,15 +164,7 @@ func Adopt(ctx context.Context, o AdoptOptions) (res *AdoptResult, err error) {
 	if err := fsx.CheckNew(o.Out); err != nil {
 		return nil, err
 	}
-	id, err := newCeremonyID()
-	if err != nil {
-		return nil, err
-	}
-	facts := Facts{"rehearsal": o.Rehearsal, "adopts": a.in.fp}
-	for k, v := range o.HostFacts {
-		facts[k] = v
-	}
-	if a.run, err = startRun("adopt", id, o.Out, "", facts, o.Now, o.AfterStep); err != nil {
+	if a.run, err = startRun("adopt", o.Out, "", Facts{"rehearsal": o.Rehearsal, "adopts": a.in.fp}, o.HostFacts, o.Now, o.AfterStep); err != nil {
 		return nil, err
 	}
 	a.g.run = a.run
@@ -208,7 +200,7 @@ func Adopt(ctx context.Context, o AdoptOptions) (res *AdoptResult, err error) {
 	if a.hostUnwrap() {
 		unwrapped = "host"
 	}
-	return &AdoptResult{Dir: o.Out, CeremonyID: id, RosterSHA256: shares.FileSHA256(a.g.rosterBytes), ManifestKey: fp,
+	return &AdoptResult{Dir: o.Out, CeremonyID: a.id, RosterSHA256: shares.FileSHA256(a.g.rosterBytes), ManifestKey: fp,
 		CAFingerprint: a.in.fp, KEKCheck: kcv.String(), Unwrapped: unwrapped, Deviations: a.deviations, Seal: seal}, nil
 }
 

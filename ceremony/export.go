@@ -89,15 +89,7 @@ func Export(ctx context.Context, o ExportOptions) (res *ExportResult, err error)
 	if err := fsx.CheckNew(o.Out); err != nil {
 		return nil, err
 	}
-	id, err := newCeremonyID()
-	if err != nil {
-		return nil, err
-	}
-	facts := Facts{"rehearsal": o.Rehearsal, "ceremony_id": m.CeremonyID, "generation": m.Generation, "emergency": true}
-	for k, v := range o.HostFacts {
-		facts[k] = v
-	}
-	r, err := startRun("export", id, o.Out, vr.Seal, facts, o.Now, nil)
+	r, err := startRun("export", o.Out, vr.Seal, Facts{"rehearsal": o.Rehearsal, "ceremony_id": m.CeremonyID, "generation": m.Generation, "emergency": true}, o.HostFacts, o.Now, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +118,7 @@ func Export(ctx context.Context, o ExportOptions) (res *ExportResult, err error)
 		return nil, err
 	}
 	r.step = "quorum"
-	cards, release, err := quorumKeys(o.Cards, &loadedManifest{Manifest: m, dir: vr.Dir}, keys, "export", id)
+	cards, release, err := quorumKeys(o.Cards, &loadedManifest{Manifest: m, dir: vr.Dir}, keys, "export", r.id)
 	if err != nil {
 		return nil, err
 	}

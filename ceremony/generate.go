@@ -130,15 +130,7 @@ func Generate(ctx context.Context, o GenerateOptions) (res *GenerateResult, err 
 	if err := fsx.CheckNew(o.Out); err != nil {
 		return nil, err
 	}
-	id, err := newCeremonyID()
-	if err != nil {
-		return nil, err
-	}
-	facts := Facts{"rehearsal": o.Rehearsal, "ca_key": o.CAKey}
-	for k, v := range o.HostFacts {
-		facts[k] = v
-	}
-	if g.run, err = startRun("generate", id, o.Out, "", facts, o.Now, o.AfterStep); err != nil {
+	if g.run, err = startRun("generate", o.Out, "", Facts{"rehearsal": o.Rehearsal, "ca_key": o.CAKey}, o.HostFacts, o.Now, o.AfterStep); err != nil {
 		return nil, err
 	}
 	defer g.close()

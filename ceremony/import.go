@@ -100,15 +100,8 @@ func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error)
 	if err := fsx.CheckNew(o.Out); err != nil {
 		return nil, err
 	}
-	id, err := newCeremonyID()
-	if err != nil {
-		return nil, err
-	}
 	facts := Facts{"rehearsal": o.Rehearsal, "imports_from": im.m.CeremonyID, "generation": im.m.Generation}
-	for k, v := range o.HostFacts {
-		facts[k] = v
-	}
-	if im.run, err = startRun("import", id, o.Out, im.vr.Seal, facts, o.Now, o.AfterStep); err != nil {
+	if im.run, err = startRun("import", o.Out, im.vr.Seal, facts, o.HostFacts, o.Now, o.AfterStep); err != nil {
 		return nil, err
 	}
 	defer im.close()
@@ -138,7 +131,7 @@ func Import(ctx context.Context, o ImportOptions) (res *ImportResult, err error)
 	if err != nil {
 		return nil, err
 	}
-	return &ImportResult{Dir: o.Out, RecordID: id, CAFingerprint: im.file.Fingerprint, Token: im.target, Seal: seal, Import: im.res}, nil
+	return &ImportResult{Dir: o.Out, RecordID: im.id, CAFingerprint: im.file.Fingerprint, Token: im.target, Seal: seal, Import: im.res}, nil
 }
 
 // load reads what the verified record pins: the manifest, the wrapped key, the CA public key and

@@ -108,15 +108,8 @@ func startRegen(flow string, o NextGeneration, check func(*regen) error, facts F
 	if err := fsx.CheckNew(o.Out); err != nil {
 		return nil, err
 	}
-	id, err := newCeremonyID()
-	if err != nil {
-		return nil, err
-	}
 	facts["rehearsal"], facts["ceremony_id"], facts["from_generation"] = o.Rehearsal, g.old.CeremonyID, g.old.Generation
-	for k, v := range o.HostFacts {
-		facts[k] = v
-	}
-	if g.run, err = startRun(flow, id, o.Out, g.vr.Seal, facts, o.Now, o.AfterStep); err != nil {
+	if g.run, err = startRun(flow, o.Out, g.vr.Seal, facts, o.HostFacts, o.Now, o.AfterStep); err != nil {
 		return nil, err
 	}
 	return g, nil

@@ -426,16 +426,9 @@ func retireCard(ctx context.Context, o RetireOptions, in *retireInputs, trust *c
 	if err := in.refuseCurrent(c.Serial(), o.Slot, old); err != nil {
 		return nil, err
 	}
-	id, err := newCeremonyID()
-	if err != nil {
-		return nil, err
-	}
 	facts := Facts{"rehearsal": o.Rehearsal, "card_serial": int(c.Serial()), "slot": o.Slot.String()}
-	for k, v := range o.HostFacts {
-		facts[k] = v
-	}
 	last := in.records[len(in.records)-1]
-	r, err := startRun("retire", id, o.Out, last.Seal, facts, o.Now, o.AfterStep)
+	r, err := startRun("retire", o.Out, last.Seal, facts, o.HostFacts, o.Now, o.AfterStep)
 	if err != nil {
 		return nil, err
 	}
@@ -478,7 +471,7 @@ func retireCard(ctx context.Context, o RetireOptions, in *retireInputs, trust *c
 			return r.event("liveness", Actor{Role: "card", Name: name, Serial: e.Serial}, Facts{"challenge": card.LiveFormat + " challenge verified", "signing_key": wrap.FingerprintBytes(e.SigningKey)})
 		}},
 		{"witness", func(context.Context) error {
-			w, err := o.Prompter.Witness(r.flow, id, name, e.Serial)
+			w, err := o.Prompter.Witness(r.flow, r.id, name, e.Serial)
 			if err != nil {
 				return fmt.Errorf("witness for %q: %w", name, err)
 			}
@@ -492,9 +485,9 @@ func retireCard(ctx context.Context, o RetireOptions, in *retireInputs, trust *c
 	steps = append(steps,
 		step{"destroy", func(context.Context) error {
 			prompt := fmt.Sprintf("custos card retire, record %s: PIN of YubiKey %d (custodian %s); the card will destroy the key %s in slot %v by generating a throwaway key over it",
-				id, e.Serial, name, oldFP, o.Slot)
+				r.id, e.Serial, name, oldFP, o.Slot)
 			var err error
-			if ret, err = c.Retire(card.RetireOptions{Slot: o.Slot, OldKey: old, RecordID: id, Rehearsal: o.Rehearsal, PIN: o.Cards.PIN, Prompt: prompt, Now: o.Now}); err != nil {
+			if ret, err = c.Retire(card.RetireOptions{Slot: o.Slot, OldKey: old, RecordID: r.id, Rehearsal: o.Rehearsal, PIN: o.Cards.PIN, Prompt: prompt, Now: o.Now}); err != nil {
 				return err
 			}
 			return r.event("destroy", Actor{Role: "card", Name: name, Serial: e.Serial}, Facts{"slot": o.Slot.String(), "destroyed_key": oldFP,
@@ -520,8 +513,8 @@ func retireCard(ctx context.Context, o RetireOptions, in *retireInputs, trust *c
 	)
 	var rep *RetireReport
 	steps = append(steps, step{"report", func(context.Context) error {
-		now := RetiredKey{Serial: e.Serial, Slot: o.Slot.String(), PublicKey: old, Fingerprint: oldFP, Record: id}
-		rep = &RetireReport{Format: RetireReportFormat, RecordID: id, Rehearsal: o.Rehearsal, Retired: now, NewKey: wrap.FingerprintBytes(ret.NewKey),
+		now := RetiredKey{Serial: e.Serial, Slot: o.Slot.String(), PublicKey: old, Fingerprint: oldFP, Record: r.id}
+		rep = &RetireReport{Format: RetireReportFormat, RecordID: r.id, Rehearsal: o.Rehearsal, Retired: now, NewKey: wrap.FingerprintBytes(ret.NewKey),
 			Earlier: append([]RetiredKey{}, in.earlier...), Generations: in.status(now)}
 		b, err := jcs.Marshal(rep)
 		if err != nil {

@@ -3,6 +3,7 @@ package ceremony
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,8 +28,16 @@ type run struct {
 	after func(step string) error // test seam, called after each step
 }
 
-// startRun creates the record directory and begins its transcript.
-func startRun(flow, id, dest, link string, facts Facts, now func() time.Time, after func(string) error) (*run, error) {
+// startRun creates the record directory, gives the record a new id and begins its transcript with
+// facts and the host's facts (the binary's version and hash).
+func startRun(flow, dest, link string, facts, host Facts, now func() time.Time, after func(string) error) (*run, error) {
+	id, err := newCeremonyID()
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range host {
+		facts[k] = v
+	}
 	out, err := fsx.NewDir(dest)
 	if err != nil {
 		return nil, err
@@ -209,4 +218,13 @@ func sealSigners(manifestKey []byte, keys ...[]presentKey) []Signer {
 		}
 	}
 	return out
+}
+
+// newCeremonyID returns a new ceremony or record id: 16 random bytes in lowercase hex.
+func newCeremonyID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
 }

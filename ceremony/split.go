@@ -3,7 +3,6 @@ package ceremony
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"runtime"
 	"sync"
@@ -90,10 +89,12 @@ func Split(o SplitOptions) (*SplitResult, error) {
 		return nil, fmt.Errorf("the secret is %d bytes; custos splits AES keys of 16, 24 or 32 bytes", len(secret))
 	}
 
-	id, err := newCeremonyID()
+	r, err := startRun("split", o.Out, "", Facts{"rehearsal": o.Rehearsal}, o.Host, o.Now, nil)
 	if err != nil {
 		return nil, err
 	}
+	defer r.close()
+	id := r.id
 	m := &shares.Manifest{
 		Format:     shares.ManifestFormat,
 		Kind:       shares.KindSplit,
@@ -106,15 +107,6 @@ func Split(o SplitOptions) (*SplitResult, error) {
 		RosterSHA:  shares.FileSHA256(rosterBytes),
 		Deviations: append([]string{}, o.Deviations...),
 	}
-	host := Facts{"rehearsal": o.Rehearsal}
-	for k, v := range o.Host {
-		host[k] = v
-	}
-	r, err := startRun("split", id, o.Out, "", host, o.Now, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer r.close()
 	if err := writeShares(r.out, m, roster, recipients, secret); err != nil {
 		return nil, err
 	}
@@ -287,14 +279,6 @@ func manifestKey(m *shares.Manifest, secret []byte) (ed25519.PrivateKey, error) 
 	}
 	m.ManifestKey = []byte(key.Public().(ed25519.PublicKey))
 	return key, nil
-}
-
-func newCeremonyID() (string, error) {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
 }
 
 func now(f func() time.Time) string {
