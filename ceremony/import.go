@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -148,52 +147,11 @@ func (im *importRun) load() error {
 	case !im.o.Rehearsal && im.m.Rehearsal:
 		return fmt.Errorf("%s is a rehearsal record; production never uses rehearsal artifacts", vr.Dir)
 	}
-	read := func(rel, want string) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(vr.Dir, rel))
-		if err != nil {
-			return nil, err
-		}
-		if shares.FileSHA256(b) != want {
-			return nil, fmt.Errorf("%s differs from the SHA-256 in the signed manifest", filepath.Join(vr.Dir, rel))
-		}
-		return b, nil
-	}
-	b, err := read("ca-key.wrapped", im.m.CA.WrappedSHA256)
+	bk, err := loadBackup(vr.Dir, im.m.CA)
 	if err != nil {
 		return err
 	}
-	if im.file, err = wrap.ParseFile(b); err != nil {
-		return err
-	}
-	if b, err = read("ca.pub.pem", im.m.CA.PublicKeySHA256); err != nil {
-		return err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return fmt.Errorf("%s is not a PEM public key", filepath.Join(vr.Dir, "ca.pub.pem"))
-	}
-	if im.caPub, err = x509.ParsePKIXPublicKey(blk.Bytes); err != nil {
-		return err
-	}
-	fp, err := wrap.Fingerprint(im.caPub)
-	if err != nil {
-		return err
-	}
-	if fp != im.m.CA.Fingerprint || fp != im.file.Fingerprint {
-		return fmt.Errorf("the CA public key %s is not the one the manifest (%s) and the wrapped key (%s) name", fp, im.m.CA.Fingerprint, im.file.Fingerprint)
-	}
-	if im.m.CA.CertificateSHA256 != "" {
-		if b, err = read("ca.crt.pem", im.m.CA.CertificateSHA256); err != nil {
-			return err
-		}
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			return fmt.Errorf("%s is not a PEM certificate", filepath.Join(vr.Dir, "ca.crt.pem"))
-		}
-		if im.cert, err = x509.ParseCertificate(blk.Bytes); err != nil {
-			return err
-		}
-	}
+	im.file, im.caPub, im.cert = bk.file, bk.pub, bk.cert
 	return nil
 }
 

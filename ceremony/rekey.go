@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -252,35 +250,16 @@ func (g *regen) freshKeys() error {
 	return nil
 }
 
-// loadWrapped reads the current wrapped key and the CA public key, both pinned by the manifest.
+// loadWrapped reads the current generation's wrapped key and CA public key, pinned by its manifest.
 func (g *regen) loadWrapped() (*wrap.File, crypto.PublicKey, error) {
 	if g.old.CA == nil {
 		return nil, nil, fmt.Errorf("%s protects no CA key; a rekey re-wraps one", g.vr.Dir)
 	}
-	read := func(rel, want string) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(g.vr.Dir, rel))
-		if err == nil && shares.FileSHA256(b) != want {
-			err = fmt.Errorf("%s differs from the SHA-256 in the signed manifest", filepath.Join(g.vr.Dir, rel))
-		}
-		return b, err
-	}
-	b, err := read("ca-key.wrapped", g.old.CA.WrappedSHA256)
+	bk, err := loadBackup(g.vr.Dir, g.old.CA)
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := wrap.ParseFile(b)
-	if err != nil {
-		return nil, nil, err
-	}
-	if b, err = read("ca.pub.pem", g.old.CA.PublicKeySHA256); err != nil {
-		return nil, nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, nil, fmt.Errorf("%s is not a PEM public key", filepath.Join(g.vr.Dir, "ca.pub.pem"))
-	}
-	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	return f, pub, err
+	return bk.file, bk.pub, nil
 }
 
 // trialImport imports a session copy of the CA key under kek and proves possession through it. A token

@@ -267,14 +267,11 @@ func (in *retireInputs) cards() ([]card.Expected, error) {
 	gen := map[uint32]int{}
 	for _, id := range in.ids() {
 		for g, m := range in.ceremonies[id].gens {
-			for _, e := range m.Custodians {
-				if e.Card == nil {
-					continue
-				}
-				x, err := card.ExpectedFromCardInfo(e.Name, e.Card)
-				if err != nil {
-					return nil, err
-				}
+			want, err := expectedCards(m)
+			if err != nil {
+				return nil, err
+			}
+			for _, x := range want {
 				i := slices.IndexFunc(out, func(o card.Expected) bool { return o.Serial == x.Serial })
 				switch {
 				case i < 0:
